@@ -1,0 +1,36 @@
+# The two commands a user needs: `make dev` (run) and `make test` (test). Both install first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned here, not in pyproject.toml: a plain `torch` requirement pulls a multi-GB CUDA
+# build on Linux. Override TORCH_SPEC / TORCH_PIP_ARGS to choose another build (for example a
+# CPU-only index, or a CUDA build for a GPU machine).
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+
+.PHONY: install dev lint test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) '$(TORCH_SPEC)'
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# The main job on the embedded default: start PostgreSQL with pgvector and migrate it.
+dev: install
+	$(BIN)/codebase-mcp db start
+	$(BIN)/codebase-mcp db upgrade
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,178 @@
+"""The `codebase-mcp` console script.
+
+One entry point, one subcommand group per concern. Each group is a function that adds its
+parsers and points them at a handler; later components (dev, gateway, operator, indexer, index,
+search, jobs) slot in the same way, importing their component lazily so `codebase-mcp db ...`
+never pays for loading torch or fastmcp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from codebase_mcp.settings import ConfigError, Settings, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+# pg_ctl's convention: exit 3 means "not running".
+EXIT_NOT_RUNNING = 3
+
+
+class CommandError(Exception):
+    """A failure to report to the user as one clear line, without a traceback."""
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+def _db_start(args: argparse.Namespace, settings: Settings) -> int:
+    from codebase_mcp.db.connect import embedded_server
+
+    server = embedded_server(settings)
+    was_running = server.status().running
+    server.start()
+    state = server.status()
+    verb = "already running" if was_running else "started"
+    print(f"Embedded PostgreSQL {verb} on 127.0.0.1:{state.port} (data: {state.data_dir})")
+    print("DSN: run `codebase-mcp db url`")
+    return 0
+
+
+def _db_stop(args: argparse.Namespace, settings: Settings) -> int:
+    from codebase_mcp.db.connect import embedded_server
+
+    stopped = embedded_server(settings).stop()
+    print("Embedded PostgreSQL stopped" if stopped else "Embedded PostgreSQL was not running")
+    return 0
+
+
+def _db_status(args: argparse.Namespace, settings: Settings) -> int:
+    from codebase_mcp.db.connect import embedded_server
+
+    state = embedded_server(settings).status()
+    if settings.database_url:
+        print("DATABASE_URL is set: the embedded server is not used by the other commands")
+    if state.running:
+        print(f"running on 127.0.0.1:{state.port} (pid {state.pid}, data: {state.data_dir})")
+        return 0
+    if state.initialized:
+        print(f"stopped (data: {state.data_dir})")
+    else:
+        print(f"not set up yet under {settings.codebase_mcp_home} (run `codebase-mcp db start`)")
+    return EXIT_NOT_RUNNING
+
+
+def _db_url(args: argparse.Namespace, settings: Settings) -> int:
+    from codebase_mcp.db.connect import resolve_database_url
+
+    print(resolve_database_url(settings))
+    return 0
+
+
+async def _probe(dsn: str) -> None:
+    from codebase_mcp.db.connect import connect
+
+    conn = await connect(dsn, vector=False)
+    await conn.close()
+
+
+def _migration_target(settings: Settings) -> str:
+    from codebase_mcp.db.connect import describe_dsn, resolve_database_url
+
+    dsn = resolve_database_url(settings, start_embedded=True)
+    try:
+        asyncio.run(_probe(dsn))
+    except (OSError, asyncpg.PostgresError) as error:
+        raise CommandError(f"cannot connect to the database at {describe_dsn(dsn)}: {error}") from None
+    return dsn
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from codebase_mcp.db import migrations
+
+    dsn = _migration_target(settings)
+    migrations.upgrade(dsn, args.revision)
+    print(f"Database at revision {migrations.current(dsn)} (head is {migrations.head_revision()})")
+    return 0
+
+
+def _db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from codebase_mcp.db import migrations
+
+    dsn = _migration_target(settings)
+    migrations.downgrade(dsn, args.revision)
+    print(f"Database at revision {migrations.current(dsn) or 'base (empty)'}")
+    return 0
+
+
+def _db_current(args: argparse.Namespace, settings: Settings) -> int:
+    from codebase_mcp.db import migrations
+
+    revision = migrations.current(_migration_target(settings))
+    head = migrations.head_revision()
+    state = "up to date" if revision == head else f"head is {head}: run `codebase-mcp db upgrade`"
+    print(f"{revision or 'base (not migrated)'} ({state})")
+    return 0
+
+
+def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    db = commands.add_parser("db", help="the database: embedded server and migrations")
+    actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def add(name: str, handler: Handler, text: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=text, description=text)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    add("start", _db_start, "start the embedded PostgreSQL (idempotent)")
+    add("stop", _db_stop, "stop the embedded PostgreSQL cleanly")
+    add("status", _db_status, "is the embedded PostgreSQL running? (exit 3 when not)")
+    add("url", _db_url, "print the DSN: DATABASE_URL, else the running embedded server's")
+    upgrade = add("upgrade", _db_upgrade, "migrate to the latest schema (or to REVISION)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    downgrade = add("downgrade", _db_downgrade, "migrate down to REVISION ('base' empties the schema)")
+    downgrade.add_argument("revision")
+    add("current", _db_current, "print the database's schema revision")
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codebase-mcp",
+        description="Semantic code search for AI coding agents, served over MCP.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_db(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except ConfigError as error:
+        print(f"codebase-mcp: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        # Expected failures carry a message written for people; say it without a traceback.
+        from codebase_mcp.db.embedded import EmbeddedDatabaseError
+
+        if isinstance(error, CommandError | EmbeddedDatabaseError | OSError):
+            print(f"codebase-mcp: {error}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

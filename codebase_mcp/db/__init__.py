@@ -1,0 +1,1 @@
+"""Database access shared by every component: DSN resolution, connections, migrations."""

@@ -1,0 +1,71 @@
+"""Alembic, driven from code: `codebase-mcp db upgrade | downgrade REV | current`.
+
+The Alembic scripts live in the top-level migrations/ folder. Alembic runs on asyncpg through
+SQLAlchemy's asyncio engine, so the project needs one PostgreSQL driver, not two.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TextIO
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """postgresql://... -> postgresql+asyncpg://... (the scheme SQLAlchemy needs)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if dsn.startswith(prefix):
+            return "postgresql+asyncpg://" + dsn[len(prefix) :]
+    raise ValueError("database URL must start with postgresql:// or postgres://")
+
+
+def alembic_config(dsn: str, *, stdout: TextIO | None = None) -> Config:
+    if not (MIGRATIONS_DIR / "env.py").exists():
+        raise RuntimeError(f"Alembic scripts not found in {MIGRATIONS_DIR}")
+    config = Config(stdout=stdout) if stdout is not None else Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Passed as an attribute, not an ini option: configparser would choke on '%' in passwords.
+    config.attributes["sqlalchemy_url"] = sqlalchemy_url(dsn)
+    return config
+
+
+def head_revision() -> str:
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def upgrade(dsn: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(dsn), revision)
+
+
+def downgrade(dsn: str, revision: str) -> None:
+    command.downgrade(alembic_config(dsn), revision)
+
+
+def current(dsn: str) -> str | None:
+    """The database's revision (None on a database that was never migrated)."""
+    buffer = io.StringIO()
+    command.current(alembic_config(dsn, stdout=buffer))
+    text = buffer.getvalue().strip()
+    return text.split()[0] if text else None
+
+
+def run_sql_script(sql: str) -> None:
+    """Run a multi-statement SQL script inside the current migration's transaction.
+
+    SQLAlchemy's asyncpg adapter prepares every statement, and a prepared statement holds one
+    command; asyncpg's own execute() without arguments uses the simple query protocol instead.
+    """
+    from alembic import op
+
+    adapted = op.get_bind().connection.dbapi_connection
+    assert adapted is not None
+    adapted.run_async(lambda conn: conn.execute(sql))

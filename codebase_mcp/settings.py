@@ -1,0 +1,124 @@
+"""The one settings model shared by the gateway, the operator and the indexer.
+
+Every knob is an environment variable named after its field in upper case (no prefix, so the
+names match the seed design and docs/configuration.md). Invalid values fail at start-up with a
+message that names the variable, never deep inside a job.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The embedding model the schema's vector(384) columns were made for.
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+EMBEDDING_DIMENSIONS = 384
+
+
+class ConfigError(Exception):
+    """Raised when the environment holds an invalid setting; the message names each variable."""
+
+
+def default_home() -> Path:
+    """Per-user state directory (for example ~/.local/share/codebase-mcp on Linux)."""
+    return Path(platformdirs.user_data_dir("codebase-mcp", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Configuration read from the environment; see docs/configuration.md."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL DSN (postgresql://...). Unset: the embedded server under CODEBASE_MCP_HOME.",
+    )
+    codebase_mcp_home: Path = Field(
+        default_factory=default_home,
+        description="State directory: embedded database, generated token, logs.",
+    )
+    allowed_repo_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
+        default=(),
+        description="Colon-separated absolute directories under which local repositories may be indexed.",
+    )
+    embedding_model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        min_length=1,
+        description="sentence-transformers model name; must produce 384-dimensional vectors.",
+    )
+    max_concurrent_indexing_jobs: int = Field(default=2, ge=1, le=1000)
+    indexing_job_timeout_seconds: int = Field(default=3600, ge=1)
+    job_status_retention_days: int = Field(default=7, ge=1)
+    max_repo_size_gb: float = Field(default=10, gt=0)
+    progress_update_interval_seconds: float = Field(default=2, gt=0)
+    cancellation_check_interval_seconds: float = Field(default=5, gt=0)
+    embedded_db_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port for the embedded PostgreSQL on 127.0.0.1; unset picks a free one and keeps it.",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _dsn_is_postgres(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// or postgres:// URL")
+        return value
+
+    @field_validator("codebase_mcp_home", mode="before")
+    @classmethod
+    def _expand_home(cls, value: Any) -> Any:
+        if isinstance(value, str | Path):
+            path = Path(value).expanduser()
+            if not path.is_absolute():
+                raise ValueError(f"must be an absolute path, got {str(value)!r}")
+            return path
+        return value
+
+    @field_validator("allowed_repo_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(os.pathsep) if part.strip()]
+        if isinstance(value, list | tuple):
+            roots = []
+            for part in value:
+                path = Path(part).expanduser()
+                if not path.is_absolute():
+                    raise ValueError(f"every root must be an absolute path, got {str(part)!r}")
+                roots.append(path)
+            return tuple(roots)
+        return value
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "?"
+        given = item.get("input")
+        shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+        lines.append(f"  {field.upper()}: {item['msg']}{shown}")
+    return "Invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (plus explicit overrides), or raise ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once. Tests that change the environment call cache_clear()."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""The MCP gateway (streamable HTTP). Not built yet: see issue 4."""

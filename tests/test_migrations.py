@@ -1,0 +1,172 @@
+"""Alembic migrations on a real PostgreSQL: up from empty, idempotent, down to base, up again."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from codebase_mcp.db import migrations
+from codebase_mcp.jobs import IndexingJobStatus
+
+APP_TABLES = {
+    "indexing_jobs",
+    "projects",
+    "repositories",
+    "index_generations",
+    "file_contents",
+    "files",
+    "chunks",
+    "embedding_cache",
+}
+
+SCHEMA_SNAPSHOT = """
+SELECT c.relname, c.relkind, pg_get_userbyid(c.relowner),
+       (SELECT string_agg(a.attname || ':' || format_type(a.atttypid, a.atttypmod) || ':' || a.attnotnull,
+                          ',' ORDER BY a.attnum)
+          FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public'
+ORDER BY c.relname
+"""
+
+
+async def _fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
+
+
+async def _tables(dsn: str) -> set[str]:
+    rows = await _fetch(
+        dsn, "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') AND relnamespace = 'public'::regnamespace"
+    )
+    return {row["relname"] for row in rows}
+
+
+async def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
+    dsn = empty_database_url
+    assert await asyncio.to_thread(migrations.current, dsn) is None
+
+    await asyncio.to_thread(migrations.upgrade, dsn)
+    assert await asyncio.to_thread(migrations.current, dsn) == migrations.head_revision()
+    assert await _tables(dsn) >= APP_TABLES
+    extension = await _fetch(dsn, "SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    assert extension, "pgvector must be installed by the migration"
+
+    before = [tuple(row) for row in await _fetch(dsn, SCHEMA_SNAPSHOT)]
+    await asyncio.to_thread(migrations.upgrade, dsn)  # second upgrade: a no-op
+    after = [tuple(row) for row in await _fetch(dsn, SCHEMA_SNAPSHOT)]
+    assert before == after
+
+    await asyncio.to_thread(migrations.downgrade, dsn, "base")
+    assert await asyncio.to_thread(migrations.current, dsn) is None
+    assert await _tables(dsn) == {"alembic_version"}
+    functions = await _fetch(dsn, "SELECT proname FROM pg_proc WHERE proname = 'ensure_project'")
+    assert functions == []
+
+    await asyncio.to_thread(migrations.upgrade, dsn)
+    assert await asyncio.to_thread(migrations.current, dsn) == migrations.head_revision()
+    assert [tuple(row) for row in await _fetch(dsn, SCHEMA_SNAPSHOT)] == before
+
+
+async def test_step_by_step_downgrade(empty_database_url: str) -> None:
+    dsn = empty_database_url
+    await asyncio.to_thread(migrations.upgrade, dsn)
+    await asyncio.to_thread(migrations.downgrade, dsn, "0001")
+    assert await _tables(dsn) == {"alembic_version", "indexing_jobs"}
+    constraints = await _fetch(
+        dsn, "SELECT conname FROM pg_constraint WHERE conrelid = 'indexing_jobs'::regclass AND contype = 'f'"
+    )
+    assert constraints == [], "the FK to repositories must go with the repositories table"
+    await asyncio.to_thread(migrations.upgrade, dsn)
+    assert await _tables(dsn) >= APP_TABLES
+
+
+async def test_indexing_jobs_matches_the_seed_design(database_url: str) -> None:
+    columns = {
+        row["column_name"]: (row["data_type"], row["is_nullable"], row["column_default"])
+        for row in await _fetch(
+            database_url,
+            "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns"
+            " WHERE table_name = 'indexing_jobs'",
+        )
+    }
+    seed = {
+        "id": "uuid",
+        "repository_id": "uuid",
+        "repo_path": "text",
+        "repo_name": "text",
+        "project_id": "character varying",
+        "force_reindex": "boolean",
+        "status": "character varying",
+        "progress_percentage": "integer",
+        "progress_message": "text",
+        "files_scanned": "integer",
+        "files_indexed": "integer",
+        "chunks_created": "integer",
+        "error_message": "text",
+        "error_type": "character varying",
+        "error_traceback": "text",
+        "created_at": "timestamp with time zone",
+        "started_at": "timestamp with time zone",
+        "completed_at": "timestamp with time zone",
+        "cancelled_at": "timestamp with time zone",
+        "metadata": "jsonb",
+        "worker_task_id": "text",
+        "connection_id": "text",
+    }
+    kubernetes = {
+        "repo_url": "text",
+        "ref": "text",
+        "commit_sha": "text",
+        "k8s_namespace": "text",
+        "k8s_job_name": "text",
+        "attempt_count": "integer",
+        "heartbeat_at": "timestamp with time zone",
+        "claimed_by": "text",
+    }
+    assert {name: spec[0] for name, spec in columns.items()} == seed | kubernetes
+    assert columns["id"][2] == "gen_random_uuid()"
+    assert columns["status"][1] == "NO"
+    for counter in ("progress_percentage", "files_scanned", "files_indexed", "chunks_created"):
+        assert columns[counter][1:] == ("NO", "0")
+
+    indexes = {
+        row["indexname"]: row["indexdef"]
+        for row in await _fetch(
+            database_url, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'indexing_jobs'"
+        )
+    }
+    assert "WHERE ((status)::text = ANY" in indexes["idx_indexing_jobs_status"]
+    assert "(project_id)" in indexes["idx_indexing_jobs_project_id"]
+    assert "created_at DESC" in indexes["idx_indexing_jobs_created_at"]
+    assert "WHERE (repository_id IS NOT NULL)" in indexes["idx_indexing_jobs_repository_id"]
+
+    check = await _fetch(
+        database_url,
+        "SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conname = 'ck_indexing_jobs_status'",
+    )
+    for status in IndexingJobStatus:
+        assert f"'{status.value}'" in check[0]["def"], "the model's statuses and the CHECK must agree"
+
+    comments = await _fetch(
+        database_url,
+        "SELECT a.attname, col_description(a.attrelid, a.attnum) AS comment FROM pg_attribute a"
+        " WHERE a.attrelid = 'indexing_jobs'::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    assert all(row["comment"] for row in comments), [row["attname"] for row in comments if not row["comment"]]
+    table_comment = await _fetch(database_url, "SELECT obj_description('indexing_jobs'::regclass) AS c")
+    assert table_comment[0]["c"]
+
+
+async def test_vector_indexes_exist(database_url: str) -> None:
+    indexes = {
+        row["indexname"]: row["indexdef"]
+        for row in await _fetch(database_url, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'")
+    }
+    assert "USING hnsw (embedding vector_cosine_ops)" in indexes["idx_chunks_embedding_hnsw"]
+    assert "USING gin (search_tsv)" in indexes["idx_chunks_search_tsv"]

@@ -1,0 +1,162 @@
+"""Project isolation in the shared schema (docs/architecture.md).
+
+A small project inside a large chunks table must still get its full k nearest neighbours from the
+HNSW index, and a query for one project must never read another project's rows. Without the
+per-project partitions, one HNSW graph over every project returns ef_search candidates and the
+project filter then throws most of them away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import numpy as np
+import pytest
+
+DIM = 384
+K = 10
+
+
+@dataclass
+class Seeded:
+    project: str
+    repositories: dict[str, uuid.UUID]
+
+
+def _unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray[Any, Any]:
+    vectors = rng.standard_normal((count, DIM)).astype(np.float32)
+    normed: np.ndarray[Any, Any] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return normed
+
+
+async def _seed(conn: asyncpg.Connection[Any], rng: np.random.Generator, project: str, sizes: dict[str, int]) -> Seeded:
+    await conn.execute("SELECT ensure_project($1)", project)
+    repositories: dict[str, uuid.UUID] = {}
+    for name, count in sizes.items():
+        repo = await conn.fetchval(
+            "INSERT INTO repositories (project_id, name, source_kind, source) VALUES ($1, $2, 'path', $3) RETURNING id",
+            project, name, f"/{project}/{name}",
+        )  # fmt: skip
+        generation = await conn.fetchval(
+            "INSERT INTO index_generations (repository_id, project_id, embedding_model) VALUES ($1, $2, 'm')"
+            " RETURNING id",
+            repo, project,
+        )  # fmt: skip
+        await conn.execute("UPDATE repositories SET active_generation_id = $2 WHERE id = $1", repo, generation)
+        text = f"contents of {name}"
+        digest = hashlib.sha256(text.encode()).digest()
+        await conn.execute(
+            "INSERT INTO file_contents (project_id, content_sha256, content) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            project, digest, text,
+        )  # fmt: skip
+        file_id = await conn.fetchval(
+            "INSERT INTO files (generation_id, repository_id, project_id, path, content_sha256, size_bytes,"
+            " line_count) VALUES ($1, $2, $3, 'main.py', $4, 10, 1) RETURNING id",
+            generation, repo, project, digest,
+        )  # fmt: skip
+        await conn.executemany(
+            "INSERT INTO chunks (project_id, repository_id, generation_id, file_id, path, start_line, end_line,"
+            " content, content_sha256, embedding, search_tsv)"
+            " VALUES ($1, $2, $3, $4, 'main.py', $5, $5, $6, $7, $8, to_tsvector('simple', $6))",
+            [
+                (project, repo, generation, file_id, i + 1, text, digest, vector)
+                for i, vector in enumerate(_unit_vectors(rng, count))
+            ],
+        )
+        repositories[name] = repo
+    await conn.execute("ANALYZE chunks")
+    return Seeded(project, repositories)
+
+
+@pytest.fixture(scope="module")
+async def corpus(database_url: str) -> dict[str, Seeded]:
+    from codebase_mcp.db.connect import connect
+
+    rng = np.random.default_rng(7)
+    suffix = uuid.uuid4().hex[:8]
+    conn = await connect(database_url)
+    try:
+        big = await _seed(conn, rng, f"big-{suffix}", {"monolith": 4000, "tiny-lib": 20})
+        small = await _seed(conn, rng, f"small-{suffix}", {"app": 15})
+    finally:
+        await conn.close()
+    return {"big": big, "small": small}
+
+
+async def _force_index_scans(conn: asyncpg.Connection[Any]) -> None:
+    # Make the planner take the HNSW index even where a sequential scan would be cheaper, so the
+    # test exercises the approximate path that a large deployment really uses.
+    await conn.execute("SET LOCAL enable_seqscan = off")
+    await conn.execute("SET LOCAL enable_bitmapscan = off")
+    await conn.execute("SET LOCAL enable_sort = off")
+    await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+
+
+async def test_small_project_gets_its_full_k(db: asyncpg.Connection[Any], corpus: dict[str, Seeded]) -> None:
+    small = corpus["small"]
+    query = _unit_vectors(np.random.default_rng(1), 1)[0]
+    async with db.transaction():
+        await _force_index_scans(db)
+        rows = await db.fetch(
+            "SELECT project_id FROM chunks WHERE project_id = $1 ORDER BY embedding <=> $2 LIMIT $3",
+            small.project, query, K,
+        )  # fmt: skip
+        plan = "\n".join(
+            row[0]
+            for row in await db.fetch(
+                "EXPLAIN SELECT project_id FROM chunks WHERE project_id = $1 ORDER BY embedding <=> $2 LIMIT 10",
+                small.project,
+                query,
+            )
+        )
+    assert len(rows) == K
+    assert {row["project_id"] for row in rows} == {small.project}
+    big_partition = "chunks_p_" + hashlib.md5(corpus["big"].project.encode()).hexdigest()  # noqa: S324
+    assert big_partition not in plan, "a query for one project must be pruned to its own partition"
+
+
+async def test_small_repository_inside_a_large_project_gets_its_full_k(
+    db: asyncpg.Connection[Any], corpus: dict[str, Seeded]
+) -> None:
+    big = corpus["big"]
+    tiny = big.repositories["tiny-lib"]
+    query = _unit_vectors(np.random.default_rng(2), 1)[0]
+    sql = (
+        "SELECT repository_id, embedding <=> $3 AS distance FROM chunks"
+        " WHERE project_id = $1 AND repository_id = $2 ORDER BY embedding <=> $3 LIMIT $4"
+    )
+    async with db.transaction():
+        await _force_index_scans(db)
+        rows = await db.fetch(sql, big.project, tiny, query, K)
+        plan = "\n".join(row[0] for row in await db.fetch("EXPLAIN " + sql, big.project, tiny, query, K))
+    assert "embedding_idx" in plan, f"expected an HNSW index scan:\n{plan}"
+    assert len(rows) == K
+    assert {row["repository_id"] for row in rows} == {tiny}
+    # The failure mode this guards against: without iterative scans, HNSW hands back ef_search
+    # candidates from the whole partition and the repository filter leaves almost none of them.
+    async with db.transaction():
+        await _force_index_scans(db)
+        await db.execute("SET LOCAL hnsw.iterative_scan = off")
+        starved = await db.fetch(sql, big.project, tiny, query, K)
+    assert len(starved) < K
+
+
+async def test_no_project_reads_another_projects_rows(db: asyncpg.Connection[Any], corpus: dict[str, Seeded]) -> None:
+    for name, seeded in corpus.items():
+        partition = "chunks_p_" + hashlib.md5(seeded.project.encode()).hexdigest()  # noqa: S324
+        foreign = await db.fetchval(f'SELECT count(*) FROM "{partition}" WHERE project_id <> $1', seeded.project)
+        own = await db.fetchval(f'SELECT count(*) FROM "{partition}"')
+        assert foreign == 0, name
+        assert own > 0, name
+    # A row cannot be moved into another project's partition by mistake either.
+    small = corpus["small"]
+    partition = "chunks_p_" + hashlib.md5(small.project.encode()).hexdigest()  # noqa: S324
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db.execute(
+            f'INSERT INTO "{partition}" SELECT * FROM chunks WHERE project_id = $1 LIMIT 1', corpus["big"].project
+        )
