@@ -16,7 +16,8 @@ APP_TABLES = {
     "repositories",
     "index_generations",
     "file_contents",
-    "files",
+    "file_versions",
+    "generation_files",
     "chunks",
     "embedding_cache",
 }

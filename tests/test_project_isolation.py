@@ -54,17 +54,18 @@ async def _seed(conn: asyncpg.Connection[Any], rng: np.random.Generator, project
             " ON CONFLICT DO NOTHING",
             project, digest, text,
         )  # fmt: skip
-        file_id = await conn.fetchval(
-            "INSERT INTO files (generation_id, repository_id, project_id, path, content_sha256, size_bytes,"
-            " line_count) VALUES ($1, $2, $3, 'main.py', $4, 10, 1) RETURNING id",
-            generation, repo, project, digest,
+        version = await conn.fetchval(
+            "INSERT INTO file_versions (project_id, repository_id, path, content_sha256, size_bytes, line_count)"
+            " VALUES ($1, $2, 'main.py', $3, 10, 1) RETURNING id",
+            project, repo, digest,
         )  # fmt: skip
+        await conn.execute("INSERT INTO generation_files VALUES ($1, $2)", generation, version)
         await conn.executemany(
-            "INSERT INTO chunks (project_id, repository_id, generation_id, file_id, path, start_line, end_line,"
+            "INSERT INTO chunks (project_id, repository_id, file_version_id, path, start_line, end_line,"
             " content, content_sha256, embedding, search_tsv)"
-            " VALUES ($1, $2, $3, $4, 'main.py', $5, $5, $6, $7, $8, to_tsvector('simple', $6))",
+            " VALUES ($1, $2, $3, 'main.py', $4, $4, $5, $6, $7, to_tsvector('simple', $5))",
             [
-                (project, repo, generation, file_id, i + 1, text, digest, vector)
+                (project, repo, version, i + 1, text, digest, vector)
                 for i, vector in enumerate(_unit_vectors(rng, count))
             ],
         )

@@ -128,9 +128,9 @@ async def test_a_chunk_needs_its_projects_partition(db: asyncpg.Connection[Any])
     vector[0] = 1.0
     with pytest.raises(asyncpg.CheckViolationError, match="no partition"):
         await db.execute(
-            "INSERT INTO chunks (project_id, repository_id, generation_id, file_id, path, start_line, end_line,"
+            "INSERT INTO chunks (project_id, repository_id, file_version_id, path, start_line, end_line,"
             " content, content_sha256, embedding, search_tsv)"
-            " VALUES ('never-created', gen_random_uuid(), 1, 1, 'a.py', 1, 1, 'x', $1, $2, ''::tsvector)",
+            " VALUES ('never-created', gen_random_uuid(), 1, 'a.py', 1, 1, 'x', $1, $2, ''::tsvector)",
             hashlib.sha256(b"x").digest(),
             vector,
         )
@@ -138,33 +138,33 @@ async def test_a_chunk_needs_its_projects_partition(db: asyncpg.Connection[Any])
 
 async def test_bad_line_ranges_and_hashes_are_refused(db: asyncpg.Connection[Any]) -> None:
     project = f"lines-{uuid.uuid4().hex[:8]}"
-    repo, generation = await _generation(db, project, "/lines")
+    repo, _generation_id = await _generation(db, project, "/lines")
     digest = hashlib.sha256(b"text").digest()
-    await db.execute("INSERT INTO file_contents (project_id, content_sha256, content) VALUES ($1, $2, 'text')",
-                     project, digest)  # fmt: skip
-    with pytest.raises(asyncpg.CheckViolationError, match="ck_files_sha"):
-        await db.execute(
-            "INSERT INTO files (generation_id, repository_id, project_id, path, content_sha256, size_bytes, line_count)"
-            " VALUES ($1, $2, $3, 'a.py', $4, 4, 1)",
-            generation, repo, project, b"short",
-        )  # fmt: skip
-    file_id = await db.fetchval(
-        "INSERT INTO files (generation_id, repository_id, project_id, path, content_sha256, size_bytes, line_count)"
-        " VALUES ($1, $2, $3, 'a.py', $4, 4, 1) RETURNING id",
-        generation, repo, project, digest,
-    )  # fmt: skip
+    await db.execute(
+        "INSERT INTO file_contents (project_id, content_sha256, content) VALUES ($1, $2, 'text')", project, digest
+    )
+    version_insert = (
+        "INSERT INTO file_versions (project_id, repository_id, path, content_sha256, size_bytes, line_count)"
+        " VALUES ($1, $2, 'a.py', $3, 4, 1) RETURNING id"
+    )
+    with pytest.raises(asyncpg.CheckViolationError, match="ck_file_versions_sha"):
+        await db.execute(version_insert, project, repo, b"short")
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="fk_file_versions_content"):
+        await db.execute(version_insert, project, repo, hashlib.sha256(b"never stored").digest())
+    version = await db.fetchval(version_insert, project, repo, digest)
+    chunk_insert = (
+        "INSERT INTO chunks (project_id, repository_id, file_version_id, path, start_line, end_line,"
+        " content, content_sha256, embedding, search_tsv)"
+        " VALUES ($1, $2, $3, 'a.py', $4, $5, 'text', $6, $7, ''::tsvector)"
+    )
     vector = np.ones(384, dtype=np.float32) / np.sqrt(384)
     with pytest.raises(asyncpg.CheckViolationError, match="ck_chunks_lines"):
-        await db.execute(
-            "INSERT INTO chunks (project_id, repository_id, generation_id, file_id, path, start_line, end_line,"
-            " content, content_sha256, embedding, search_tsv)"
-            " VALUES ($1, $2, $3, $4, 'a.py', 5, 4, 'text', $5, $6, ''::tsvector)",
-            project, repo, generation, file_id, digest, vector,
-        )  # fmt: skip
+        await db.execute(chunk_insert, project, repo, version, 5, 4, digest, vector)
+    with pytest.raises(asyncpg.CheckViolationError, match="ck_chunks_start"):
+        await db.execute(chunk_insert, project, repo, version, 0, 4, digest, vector)
     with pytest.raises(asyncpg.DataError, match="384"):
-        await db.execute(
-            "INSERT INTO chunks (project_id, repository_id, generation_id, file_id, path, start_line, end_line,"
-            " content, content_sha256, embedding, search_tsv)"
-            " VALUES ($1, $2, $3, $4, 'a.py', 1, 1, 'text', $5, $6, ''::tsvector)",
-            project, repo, generation, file_id, digest, np.ones(3, dtype=np.float32),
-        )  # fmt: skip
+        await db.execute(chunk_insert, project, repo, version, 1, 1, digest, np.ones(3, dtype=np.float32))
+    await db.execute(chunk_insert, project, repo, version, 1, 1, digest, vector)
+    # Deleting a file version takes its chunks with it.
+    await db.execute("DELETE FROM file_versions WHERE id = $1", version)
+    assert await db.fetchval("SELECT count(*) FROM chunks WHERE file_version_id = $1", version) == 0

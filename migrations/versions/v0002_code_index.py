@@ -86,24 +86,38 @@ CREATE TABLE file_contents (
 COMMENT ON TABLE file_contents IS
     'Indexed file text, stored once per project per content hash (git clones are deleted after indexing)';
 
-CREATE TABLE files (
+-- A file version is immutable: one file's text at one path in one repository, with its chunks.
+-- A generation is the set of versions it contains (generation_files), so a re-index carries an
+-- unchanged file into the new generation with one membership row: no copy of its chunks, no
+-- second insertion of their vectors into the HNSW graph.
+CREATE TABLE file_versions (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    generation_id BIGINT NOT NULL REFERENCES index_generations (id) ON DELETE CASCADE,
-    repository_id UUID NOT NULL,
     project_id VARCHAR(128) NOT NULL,
+    repository_id UUID NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
     path TEXT NOT NULL,
-    content_sha256 BYTEA NOT NULL CONSTRAINT ck_files_sha CHECK (octet_length(content_sha256) = 32),
+    content_sha256 BYTEA NOT NULL CONSTRAINT ck_file_versions_sha CHECK (octet_length(content_sha256) = 32),
     language TEXT,
-    size_bytes BIGINT NOT NULL CONSTRAINT ck_files_size CHECK (size_bytes >= 0),
-    line_count INTEGER NOT NULL CONSTRAINT ck_files_lines CHECK (line_count >= 0),
-    CONSTRAINT uq_files_generation_path UNIQUE (generation_id, path),
-    CONSTRAINT fk_files_content FOREIGN KEY (project_id, content_sha256)
+    size_bytes BIGINT NOT NULL CONSTRAINT ck_file_versions_size CHECK (size_bytes >= 0),
+    line_count INTEGER NOT NULL CONSTRAINT ck_file_versions_lines CHECK (line_count >= 0),
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT fk_file_versions_content FOREIGN KEY (project_id, content_sha256)
         REFERENCES file_contents (project_id, content_sha256)
 );
-COMMENT ON TABLE files IS 'Files of one generation; an unchanged file (same hash) is carried into the next';
-COMMENT ON COLUMN files.path IS 'Relative to the repository root, with / separators';
-COMMENT ON COLUMN files.content_sha256 IS 'SHA-256 of the file bytes: what incremental re-indexing compares';
-CREATE INDEX idx_files_project_sha ON files (project_id, content_sha256);
+COMMENT ON TABLE file_versions IS
+    'Immutable (repository, path, content) with its chunks; generations list the versions they contain';
+COMMENT ON COLUMN file_versions.path IS 'Relative to the repository root, with / separators';
+COMMENT ON COLUMN file_versions.content_sha256 IS
+    'SHA-256 of the file bytes: what incremental re-indexing compares';
+CREATE INDEX idx_file_versions_repository_path ON file_versions (repository_id, path);
+CREATE INDEX idx_file_versions_content ON file_versions (project_id, content_sha256);
+
+CREATE TABLE generation_files (
+    generation_id BIGINT NOT NULL REFERENCES index_generations (id) ON DELETE CASCADE,
+    file_version_id BIGINT NOT NULL REFERENCES file_versions (id) ON DELETE CASCADE,
+    PRIMARY KEY (generation_id, file_version_id)
+);
+COMMENT ON TABLE generation_files IS 'Which file versions make up a generation';
+CREATE INDEX idx_generation_files_version ON generation_files (file_version_id);
 
 -- Identity columns on partitioned tables need PostgreSQL 17; a plain sequence works on 15+.
 CREATE SEQUENCE chunks_id_seq AS BIGINT;
@@ -111,8 +125,7 @@ CREATE TABLE chunks (
     id BIGINT NOT NULL DEFAULT nextval('chunks_id_seq'),
     project_id VARCHAR(128) NOT NULL,
     repository_id UUID NOT NULL,
-    generation_id BIGINT NOT NULL,
-    file_id BIGINT NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+    file_version_id BIGINT NOT NULL REFERENCES file_versions (id) ON DELETE CASCADE,
     path TEXT NOT NULL,
     language TEXT,
     symbol_name TEXT,
@@ -128,13 +141,13 @@ CREATE TABLE chunks (
 ALTER SEQUENCE chunks_id_seq OWNED BY chunks.id;
 COMMENT ON TABLE chunks IS 'Searchable pieces of files; partitioned by project_id (one partition per project)';
 COMMENT ON COLUMN chunks.symbol_name IS 'Function/class the chunk belongs to (kept by every piece of a split symbol)';
+COMMENT ON COLUMN chunks.content_sha256 IS 'SHA-256 of the text that was embedded (the embedding cache key)';
 COMMENT ON COLUMN chunks.embedding IS 'Normalised all-MiniLM-L6-v2 embedding (cosine distance)';
 COMMENT ON COLUMN chunks.search_tsv IS 'Full-text vector over code-aware tokens (identifiers split on case and _)';
 CREATE INDEX idx_chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)
     WITH (m = 16, ef_construction = 64);
 CREATE INDEX idx_chunks_search_tsv ON chunks USING gin (search_tsv);
-CREATE INDEX idx_chunks_generation ON chunks (generation_id);
-CREATE INDEX idx_chunks_file ON chunks (file_id);
+CREATE INDEX idx_chunks_file_version ON chunks (file_version_id);
 
 CREATE TABLE embedding_cache (
     model TEXT NOT NULL,
@@ -176,7 +189,8 @@ DOWNGRADE = """
 DROP FUNCTION IF EXISTS ensure_project(VARCHAR);
 DROP TABLE IF EXISTS embedding_cache;
 DROP TABLE IF EXISTS chunks;
-DROP TABLE IF EXISTS files;
+DROP TABLE IF EXISTS generation_files;
+DROP TABLE IF EXISTS file_versions;
 DROP TABLE IF EXISTS file_contents;
 ALTER TABLE indexing_jobs DROP CONSTRAINT IF EXISTS fk_indexing_jobs_repository;
 ALTER TABLE repositories DROP CONSTRAINT IF EXISTS fk_repositories_active_generation;
