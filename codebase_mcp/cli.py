@@ -140,6 +140,32 @@ def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     add("current", _db_current, "print the database's schema revision")
 
 
+# -- indexer ----------------------------------------------------------------------------------
+
+
+def _indexer(args: argparse.Namespace, settings: Settings) -> int:
+    import uuid
+
+    from codebase_mcp.db.connect import resolve_database_url
+    from codebase_mcp.logs import configure_logging
+    from indexer_image.pipeline import run_job
+
+    try:
+        job_id = uuid.UUID(args.job_id)
+    except ValueError:
+        raise CommandError(f"--job-id must be a job id (a UUID), got {args.job_id!r}") from None
+    configure_logging()
+    return asyncio.run(run_job(job_id, settings, resolve_database_url(settings)))
+
+
+def _add_indexer(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = "run one indexing job (what a Kubernetes Job pod or the local executor starts)"
+    parser = commands.add_parser("indexer", help=text, description=text + ". Exit 0: completed or cancelled; "
+                                 "1: failed; 3: refused (the job is not pending).")  # fmt: skip
+    parser.add_argument("--job-id", required=True, help="id of a pending indexing_jobs row")
+    parser.set_defaults(handler=_indexer)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
@@ -150,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_db(commands)
+    _add_indexer(commands)
     return parser
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import platformdirs
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The embedding model the schema's vector(384) columns were made for.
@@ -58,6 +58,18 @@ class Settings(BaseSettings):
     max_repo_size_gb: float = Field(default=10, gt=0)
     progress_update_interval_seconds: float = Field(default=2, gt=0)
     cancellation_check_interval_seconds: float = Field(default=5, gt=0)
+    max_file_size_bytes: int = Field(
+        default=1_000_000, ge=1, description="Files larger than this are skipped (generated or data files)."
+    )
+    allowed_git_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Comma-separated hosts git URLs may point to; empty allows any host."
+    )
+    git_token: SecretStr | None = Field(
+        default=None, description="Token for https git remotes (sent by git's askpass, never in URLs or logs)."
+    )
+    git_token_file: Path | None = Field(
+        default=None, description="File holding the git token (a mounted Kubernetes Secret); read per clone."
+    )
     embedded_db_port: int | None = Field(
         default=None,
         ge=1,
@@ -97,6 +109,13 @@ class Settings(BaseSettings):
                     raise ValueError(f"every root must be an absolute path, got {str(part)!r}")
                 roots.append(path)
             return tuple(roots)
+        return value
+
+    @field_validator("allowed_git_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(host.strip().lower() for host in value.split(",") if host.strip())
         return value
 
 

@@ -1,0 +1,141 @@
+"""State transitions of an indexing_jobs row, each one guarded by the state it leaves.
+
+pending -> running (claim) -> completed | failed ; pending|running -> cancelled (cancel tool).
+Every UPDATE names the status it expects, so two writers can never both win: a second indexer
+finds the job no longer pending, and a worker finds a cancelled job no longer running.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from codebase_mcp.jobs import IndexingJobStatus
+
+# A string: asyncpg's classes are generic only in its type stubs, not at run time.
+Connection: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: uuid.UUID
+    project_id: str
+    repo_path: str | None
+    repo_url: str | None
+    ref: str | None
+    repo_name: str
+    force_reindex: bool
+
+
+async def claim(conn: Connection, job_id: uuid.UUID, worker: str, task_id: str) -> ClaimedJob | None:
+    """pending -> running, atomically; None when the job is missing or not pending."""
+    row = await conn.fetchrow(
+        """
+        UPDATE indexing_jobs
+           SET status = 'running', started_at = now(), heartbeat_at = now(),
+               attempt_count = attempt_count + 1, claimed_by = $2, worker_task_id = $3,
+               connection_id = pg_backend_pid()::text, progress_message = 'Starting'
+         WHERE id = $1 AND status = 'pending'
+        RETURNING id, project_id, repo_path, repo_url, ref, repo_name, force_reindex
+        """,
+        job_id,
+        worker,
+        task_id,
+    )
+    return ClaimedJob(**dict(row)) if row else None
+
+
+async def status_of(conn: Connection, job_id: uuid.UUID) -> IndexingJobStatus | None:
+    value = await conn.fetchval("SELECT status FROM indexing_jobs WHERE id = $1", job_id)
+    return IndexingJobStatus(value) if value else None
+
+
+async def record_progress(
+    conn: Connection, job_id: uuid.UUID, percentage: int, message: str, counters: dict[str, int]
+) -> bool:
+    """Write progress (never backwards) and the heartbeat; False when the job is no longer running."""
+    row = await conn.fetchval(
+        """
+        UPDATE indexing_jobs
+           SET progress_percentage = GREATEST(progress_percentage, $2), progress_message = $3,
+               files_scanned = GREATEST(files_scanned, $4), files_indexed = GREATEST(files_indexed, $5),
+               chunks_created = GREATEST(chunks_created, $6), heartbeat_at = now()
+         WHERE id = $1 AND status = 'running'
+        RETURNING 1
+        """,
+        job_id,
+        percentage,
+        message,
+        counters.get("files_scanned", 0),
+        counters.get("files_indexed", 0),
+        counters.get("chunks_created", 0),
+    )
+    return row is not None
+
+
+async def complete(
+    conn: Connection,
+    job_id: uuid.UUID,
+    *,
+    message: str,
+    counters: dict[str, int],
+    repository_id: uuid.UUID,
+    commit_sha: str | None,
+    metadata: dict[str, Any],
+) -> bool:
+    """running -> completed; False when it was cancelled meanwhile (the caller must roll back)."""
+    row = await conn.fetchval(
+        """
+        UPDATE indexing_jobs
+           SET status = 'completed', progress_percentage = 100, progress_message = $2,
+               files_scanned = $3, files_indexed = $4, chunks_created = $5, repository_id = $6,
+               commit_sha = $7, metadata = COALESCE(metadata, '{}'::jsonb) || $8::jsonb,
+               completed_at = now(), heartbeat_at = now()
+         WHERE id = $1 AND status = 'running'
+        RETURNING 1
+        """,
+        job_id,
+        message,
+        counters.get("files_scanned", 0),
+        counters.get("files_indexed", 0),
+        counters.get("chunks_created", 0),
+        repository_id,
+        commit_sha,
+        json.dumps(metadata),
+    )
+    return row is not None
+
+
+async def fail(conn: Connection, job_id: uuid.UUID, *, message: str, error_type: str, traceback: str | None) -> bool:
+    """running -> failed; a job cancelled meanwhile stays cancelled (False)."""
+    row = await conn.fetchval(
+        """
+        UPDATE indexing_jobs
+           SET status = 'failed', error_message = $2, error_type = $3, error_traceback = $4,
+               progress_message = 'Failed: ' || left($2, 200), completed_at = now(), heartbeat_at = now()
+         WHERE id = $1 AND status = 'running'
+        RETURNING 1
+        """,
+        job_id,
+        message,
+        error_type,
+        traceback,
+    )
+    return row is not None
+
+
+async def acknowledge_cancel(conn: Connection, job_id: uuid.UUID) -> None:
+    """Say on a cancelled row that the worker has stopped and cleaned up."""
+    await conn.execute(
+        """
+        UPDATE indexing_jobs
+           SET progress_message = 'Cancelled: the worker stopped and removed its partial work',
+               cancelled_at = COALESCE(cancelled_at, now()), heartbeat_at = now()
+         WHERE id = $1 AND status = 'cancelled'
+        """,
+        job_id,
+    )
