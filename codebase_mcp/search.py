@@ -1,0 +1,209 @@
+"""Hybrid code search inside one project: vector similarity + full text, fused by rank.
+
+Two candidate lists come from the project's active generations (filters applied inside SQL):
+- vector: HNSW cosine search with pgvector's iterative scan, so filters never starve it of rows;
+- text: PostgreSQL full-text search over code-aware tokens (identifiers split on case and `_`).
+They are fused by reciprocal rank fusion (score = sum of 1 / (60 + rank)), which needs no score
+calibration between the two and rewards chunks both lists agree on.
+
+Every query filters on project_id first: the chunks partition of that project is the only one
+read, and repositories of other projects cannot match the repository filter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from codebase_mcp.code_tokens import search_query
+from codebase_mcp.embedding import Embedder
+from codebase_mcp.jobs import validate_project_id
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 50
+MAX_QUERY_CHARS = 2000
+RRF_K = 60
+# Each retriever proposes this many candidates (at least the limit).
+CANDIDATES = 50
+SNIPPET_MAX_LINES = 20
+SNIPPET_MAX_CHARS = 1200
+
+
+class SearchError(ValueError):
+    """Bad search input (message says what to change) or an unknown repository."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    repository_id: uuid.UUID
+    repository: str
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str | None
+    language: str | None
+    snippet: str
+    score: float
+    vector_rank: int | None
+    text_rank: int | None
+
+
+def glob_to_regex(pattern: str) -> str:
+    """A path glob as a PostgreSQL regex: `*` within a folder, `**` across folders, `?` one char.
+
+    A pattern without `/` matches the file name in any folder (like .gitignore), so `*.py` finds
+    every Python file.
+    """
+    if not pattern or len(pattern) > 500:
+        raise SearchError("path_glob must be 1-500 characters, e.g. 'src/**/*.py' or '*.ts'")
+    body = pattern.lstrip("/")
+    out = []
+    i = 0
+    while i < len(body):
+        char = body[i]
+        if body.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if body.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        out.append({"*": "[^/]*", "?": "[^/]"}.get(char, re.escape(char)))
+        i += 1
+    prefix = "^" if "/" in body.rstrip("/") or pattern.startswith("/") else "^(?:.*/)?"
+    return prefix + "".join(out) + "$"
+
+
+def _snippet(content: str) -> str:
+    lines = content.split("\n")
+    text = "\n".join(lines[:SNIPPET_MAX_LINES])
+    if len(text) > SNIPPET_MAX_CHARS:
+        text = text[:SNIPPET_MAX_CHARS]
+    if text != content:
+        text += "\n…"
+    return text
+
+
+_ACTIVE_AND_FILTERED = """
+    c.project_id = $1
+    AND c.file_version_id IN (
+        SELECT g.file_version_id FROM repositories r
+          JOIN generation_files g ON g.generation_id = r.active_generation_id
+         WHERE r.project_id = $1 AND ($2::uuid[] IS NULL OR r.id = ANY($2::uuid[])))
+    AND ($3::text IS NULL OR c.language = $3)
+    AND ($4::text IS NULL OR c.path ~ $4)
+"""
+
+_VECTOR_SQL = f"""
+SELECT c.id FROM chunks c
+ WHERE {_ACTIVE_AND_FILTERED}
+ ORDER BY c.embedding <=> $5 LIMIT $6
+"""
+
+_TEXT_SQL = f"""
+SELECT c.id FROM chunks c, to_tsquery('english', $5) q
+ WHERE {_ACTIVE_AND_FILTERED} AND c.search_tsv @@ q
+ ORDER BY ts_rank_cd(c.search_tsv, q) DESC, c.id LIMIT $6
+"""
+
+_DETAILS_SQL = """
+SELECT c.id, c.repository_id, r.name AS repository, c.path, c.start_line, c.end_line, c.symbol_name,
+       c.language, c.content
+  FROM chunks c JOIN repositories r ON r.id = c.repository_id AND r.project_id = $1
+ WHERE c.project_id = $1 AND c.id = ANY($2::bigint[])
+"""
+
+
+async def resolve_repositories(conn: Any, project_id: str, repository: str) -> list[uuid.UUID]:
+    """Repository ids in this project matching a name, a source (path or URL) or an id."""
+    rows = await conn.fetch(
+        "SELECT id FROM repositories WHERE project_id = $1 AND (name = $2 OR source = $2 OR id::text = $2)",
+        project_id,
+        repository,
+    )
+    if not rows:
+        raise SearchError(
+            f"no repository {repository!r} in project {project_id!r}; list_repositories shows the indexed ones"
+        )
+    return [row["id"] for row in rows]
+
+
+async def search_code(
+    conn: asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any],
+    embedder: Embedder,
+    project_id: str,
+    query: str,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    repository: str | None = None,
+    language: str | None = None,
+    path_glob: str | None = None,
+) -> list[SearchHit]:
+    try:
+        validate_project_id(project_id)
+    except ValueError as error:
+        raise SearchError(str(error)) from None
+    query = query.strip()
+    if not query:
+        raise SearchError("query must not be empty: describe the code you are looking for")
+    if len(query) > MAX_QUERY_CHARS:
+        raise SearchError(f"query is longer than {MAX_QUERY_CHARS} characters; shorten it")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise SearchError(f"limit must be between 1 and {MAX_LIMIT}")
+    repository_ids = await resolve_repositories(conn, project_id, repository) if repository else None
+    regex = glob_to_regex(path_glob) if path_glob else None
+    language = language.strip().lower() if language else None
+    candidates = max(CANDIDATES, limit)
+
+    vector = (await asyncio.to_thread(embedder.encode, [query]))[0]
+    filters = (project_id, repository_ids, language, regex)
+    async with conn.transaction(readonly=True):
+        # Iterative scans keep walking the HNSW graph until enough rows pass the filters;
+        # ef_search at least the number of candidates we ask for.
+        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, candidates)}")
+        vector_ids = [row["id"] for row in await conn.fetch(_VECTOR_SQL, *filters, vector, candidates)]
+        text_query = search_query(query)
+        text_ids = (
+            [row["id"] for row in await conn.fetch(_TEXT_SQL, *filters, text_query, candidates)] if text_query else []
+        )
+        fused = _fuse(vector_ids, text_ids)[:limit]
+        rows = await conn.fetch(_DETAILS_SQL, project_id, [chunk_id for chunk_id, _ in fused])
+    by_id = {row["id"]: row for row in rows}
+    vector_rank = {chunk_id: rank for rank, chunk_id in enumerate(vector_ids, start=1)}
+    text_rank = {chunk_id: rank for rank, chunk_id in enumerate(text_ids, start=1)}
+    hits = []
+    for chunk_id, score in fused:
+        row = by_id.get(chunk_id)
+        if row is None:  # replaced by a re-index between the two statements
+            continue
+        hits.append(
+            SearchHit(
+                repository_id=row["repository_id"],
+                repository=row["repository"],
+                path=row["path"],
+                start_line=row["start_line"],
+                end_line=row["end_line"],
+                symbol=row["symbol_name"],
+                language=row["language"],
+                snippet=_snippet(row["content"]),
+                score=round(score, 6),
+                vector_rank=vector_rank.get(chunk_id),
+                text_rank=text_rank.get(chunk_id),
+            )
+        )
+    return hits
+
+
+def _fuse(*rankings: list[int]) -> list[tuple[int, float]]:
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, chunk_id in enumerate(ranking, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
