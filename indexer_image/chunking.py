@@ -316,7 +316,9 @@ def _emit_region(builder: _Builder, node: Any, start: int, end: int, grammar: _G
         def_start = definition.start_row
         while def_start > row and builder.lines[def_start - 1].strip():
             def_start -= 1
-        if builder.tokens(def_start, definition.start_row - 1) > ATTACH_GAP_TOKENS:
+        too_long = builder.tokens(def_start, definition.start_row - 1) > ATTACH_GAP_TOKENS
+        container_header = symbol is not None and def_start == start  # e.g. `class X:` line: its own chunk
+        if too_long or container_header:
             def_start = definition.start_row
         if def_start - 1 >= row:
             builder.emit(row, def_start - 1, symbol, WINDOW_OVERLAP_LINES)

@@ -107,7 +107,10 @@ async def _supervise(
         return EXIT_OK
     except (asyncio.CancelledError, JobCancelledError):
         await _drain(pipeline)
-        if state.cancel_requested or await _is_cancelled(dsn, job.id):
+        final = await _final_status(dsn, job.id)
+        if final is IndexingJobStatus.COMPLETED:  # stopped while cleaning up after the switch
+            return EXIT_OK
+        if state.cancel_requested or final is IndexingJobStatus.CANCELLED:
             await _settle(dsn, job.id, cancelled=True)
             log.info("job %s cancelled; partial work removed", job.id, extra=extra)
             return EXIT_OK
@@ -149,13 +152,13 @@ async def _drain(task: asyncio.Task[Any]) -> None:
         current.uncancel()
 
 
-async def _is_cancelled(dsn: str, job_id: uuid.UUID) -> bool:
+async def _final_status(dsn: str, job_id: uuid.UUID) -> IndexingJobStatus | None:
     try:
         conn = await connect(dsn, vector=False)
     except (OSError, asyncpg.PostgresError):
-        return False
+        return None
     try:
-        return await job_rows.status_of(conn, job_id) is IndexingJobStatus.CANCELLED
+        return await job_rows.status_of(conn, job_id)
     finally:
         await conn.close(timeout=5)
 

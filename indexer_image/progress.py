@@ -95,9 +95,11 @@ async def watch(dsn: str, job_id: uuid.UUID, interval: float, target: asyncio.Ta
                 job_id,
             )
             if still_running is None:
-                if await job_rows.status_of(conn, job_id) is IndexingJobStatus.CANCELLED:
+                # Not running any more: cancelled by a user (stop the pipeline), or completed by the
+                # pipeline itself (it is cleaning up: leave it alone).
+                if await job_rows.status_of(conn, job_id) in {IndexingJobStatus.CANCELLED, None}:
                     state.cancel_requested = True
-                target.cancel()
+                    target.cancel()
                 return
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         state.lost_database = error

@@ -45,10 +45,13 @@ class Source:
 
 def validate_git_url(url: str, settings: Settings) -> str:
     """Return the URL if it is an https, ssh or (local, allowed-root) file URL we may fetch."""
-    if not url or url != url.strip() or any(ord(ch) < 0x20 for ch in url):
+    if not url or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         raise SourceError("repo_url must be a non-empty URL without spaces or control characters")
     if url.startswith("-"):
         raise SourceError("repo_url must not start with '-' (git would read it as an option)")
+    if "::" in url:
+        # <transport>::<address> runs a git remote helper (ext:: runs arbitrary commands).
+        raise SourceError("repo_url must not use git's remote-helper syntax ('::')")
     scp = _SCP_LIKE.match(url)
     if "://" not in url and scp:
         host = scp.group("host").lower()
