@@ -60,6 +60,8 @@ class Work:
     skipped: dict[str, int] = field(default_factory=dict)
     embedded: int = 0
     from_cache: int = 0
+    # Wall seconds per phase, and the part of embedding spent in the model's forward pass.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def worker_identity() -> str:
@@ -222,6 +224,7 @@ async def _scan_and_chunk(
     force: bool,
 ) -> Work:
     await reporter.report("scanning", 1, 2, "Scanning files", force=True)
+    started = time.perf_counter()
     scan = await asyncio.to_thread(
         scan_repository,
         source.root,
@@ -233,6 +236,8 @@ async def _scan_and_chunk(
     await reporter.report("scanning", 1, 1, f"Found {total:,} files to index", force=True)
 
     work = Work(skipped=dict(scan.skipped))
+    work.seconds["scan"] = time.perf_counter() - started
+    started = time.perf_counter()
     budget = embedder.max_tokens - 2 - HEADER_TOKEN_RESERVE
     for done, candidate in enumerate(scan.candidates, start=1):
         file = await asyncio.to_thread(read_text, candidate)
@@ -266,12 +271,15 @@ async def _scan_and_chunk(
                 )
         reporter.counters["files_indexed"] = len(work.files) + len(work.carried)
         await reporter.report("chunking", done, total, f"Chunking files {done:,}/{total:,}")
+    work.seconds["chunk"] = time.perf_counter() - started
     return work
 
 
 async def _embed(
     conn: asyncpg.Connection[Any], reporter: ProgressReporter, embedder: Embedder, work: Work, *, force: bool
 ) -> np.ndarray[Any, Any]:
+    started = time.perf_counter()
+    work.seconds["model_forward"] = 0.0
     texts: dict[bytes, str] = {}
     for chunk in work.chunks:
         texts.setdefault(chunk.content_sha256, embedding_text(chunk.symbol, chunk.content))
@@ -280,9 +288,15 @@ async def _embed(
     missing = [sha for sha in texts if sha not in vectors]
     total = len(work.chunks)
     await reporter.report("embedding", total - len(missing), total, f"Embedding chunks 0/{len(missing):,}", force=True)
+    if missing and not embedder.loaded:
+        load_started = time.perf_counter()
+        await asyncio.to_thread(embedder.load)
+        work.seconds["model_load"] = time.perf_counter() - load_started
     for start in range(0, len(missing), EMBED_BATCH):
         batch = missing[start : start + EMBED_BATCH]
+        forward_started = time.perf_counter()
         encoded = await asyncio.to_thread(embedder.encode, [texts[sha] for sha in batch])
+        work.seconds["model_forward"] += time.perf_counter() - forward_started
         await store.store_embeddings(conn, embedder.model_name, batch, encoded, replace=force)
         vectors.update(zip(batch, encoded, strict=True))
         work.embedded += len(batch)
@@ -290,6 +304,7 @@ async def _embed(
         await reporter.report(
             "embedding", total - len(missing) + done, total, f"Embedding chunks {done:,}/{len(missing):,}"
         )
+    work.seconds["embed"] = time.perf_counter() - started
     if not work.chunks:
         return np.zeros((0, 384), dtype=np.float32)
     return np.stack([np.asarray(vectors[chunk.content_sha256], dtype=np.float32) for chunk in work.chunks])
@@ -322,7 +337,8 @@ async def _write(
         "chunks_from_cache": work.from_cache,
         "chunks_total": chunk_total,
         "embedding_model": embedder.model_name,
-        "device": embedder.device,
+        "device": embedder.device if embedder.loaded else None,  # None: nothing needed the model
+        "seconds": {name: round(value, 3) for name, value in work.seconds.items()},
     }
     message = (
         f"Indexed {counters['files_indexed']:,} files ({len(work.files):,} changed) into {chunk_total:,} chunks; "
