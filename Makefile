@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: install dev lint test clean
+.PHONY: install dev lint test bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,13 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# Benchmarks print tables and append them to docs/benchmarks.md.
+bench: install
+	$(BIN)/python -m bench.indexing
+
+bench-quick: install
+	$(BIN)/python -m bench.indexing --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -193,7 +193,7 @@ async def test_two_indexers_race_for_one_job(db: asyncpg.Connection[Any], databa
 
 async def test_database_restart_mid_run_ends_failed(tmp_path: Path, workspace: Path) -> None:
     server = EmbeddedPostgres(tmp_path / "restart-home")
-    dsn = await asyncio.to_thread(server.start)
+    dsn = server.start()  # synchronous, and safe inside a running event loop
     try:
         await asyncio.to_thread(migrations.upgrade, dsn)
         conn = await connect(dsn)

@@ -14,7 +14,6 @@ Layout under CODEBASE_MCP_HOME:
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import importlib.util
 import os
@@ -29,8 +28,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
-
-import asyncpg
 
 DATABASE_NAME = "codebase_mcp"
 SUPERUSER = "postgres"
@@ -214,7 +211,7 @@ class EmbeddedPostgres:
                 if not state.running or state.port is None:
                     raise EmbeddedDatabaseError(f"PostgreSQL did not come up; see {self.log_file}")
             assert state.port is not None
-            asyncio.run(self._ensure_database(state.port))
+            self._ensure_database(state.port)
             return self._url(state.port, DATABASE_NAME)
 
     def stop(self) -> bool:
@@ -276,14 +273,22 @@ class EmbeddedPostgres:
                 "maintenance_work_mem = '256MB'\n"
             )
 
-    async def _ensure_database(self, port: int) -> None:
-        conn = await asyncpg.connect(self._url(port, "postgres"), timeout=30)
-        try:
-            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE_NAME)
-            if not exists:
-                await conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-        finally:
-            await conn.close()
+    def _ensure_database(self, port: int) -> None:
+        # With the bundled psql rather than asyncpg: start() is synchronous and must work from
+        # inside a running event loop too, where asyncio.run() is not allowed.
+        def psql(sql: str) -> str:
+            result = subprocess.run(
+                [str(_bin_dir() / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, "-d", "postgres",
+                 "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+                env={**os.environ, "PGPASSWORD": self.password(), "PGCONNECT_TIMEOUT": "30"},
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise EmbeddedDatabaseError(f"psql failed: {result.stderr.strip()}")
+            return result.stdout.strip()
+
+        if psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'") != "1":
+            psql(f'CREATE DATABASE "{DATABASE_NAME}"')
 
 
 def _allow_traversal(path: Path) -> None:

@@ -6,14 +6,18 @@ SQLAlchemy's asyncio engine, so the project needs one PostgreSQL driver, not two
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -42,18 +46,32 @@ def head_revision() -> str:
     return head
 
 
+def _outside_event_loop(function: Callable[[], T]) -> T:
+    """Run `function` here, or on a helper thread when this thread runs an event loop.
+
+    Alembic's env.py drives asyncpg with asyncio.run(), which refuses to start inside a running
+    loop; these functions stay synchronous and callable from anywhere.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return function()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(function).result()
+
+
 def upgrade(dsn: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(dsn), revision)
+    _outside_event_loop(lambda: command.upgrade(alembic_config(dsn), revision))
 
 
 def downgrade(dsn: str, revision: str) -> None:
-    command.downgrade(alembic_config(dsn), revision)
+    _outside_event_loop(lambda: command.downgrade(alembic_config(dsn), revision))
 
 
 def current(dsn: str) -> str | None:
     """The database's revision (None on a database that was never migrated)."""
     buffer = io.StringIO()
-    command.current(alembic_config(dsn, stdout=buffer))
+    _outside_event_loop(lambda: command.current(alembic_config(dsn, stdout=buffer)))
     text = buffer.getvalue().strip()
     return text.split()[0] if text else None
 
