@@ -30,7 +30,7 @@ from codebase_mcp import job_rows
 from codebase_mcp.code_tokens import search_document
 from codebase_mcp.db.connect import connect
 from codebase_mcp.embedding import Embedder, get_embedder
-from codebase_mcp.jobs import IndexingJobStatus
+from codebase_mcp.jobs import IndexingJobStatus, validate_project_id
 from codebase_mcp.settings import Settings
 from indexer_image import store
 from indexer_image.chunking import chunk_text
@@ -205,6 +205,7 @@ async def _index(
     reporter = ProgressReporter(conn, job.id, settings.progress_update_interval_seconds)
     await reporter.report("scanning", 0, 1, "Opening repository", force=True)
     model: Embedder = embedder if embedder is not None else await asyncio.to_thread(_load_model, settings)
+    validate_project_id(job.project_id)  # a clear message rather than the projects CHECK violation
     await conn.execute("SELECT ensure_project($1)", job.project_id)
     with open_source(settings, repo_path=job.repo_path, repo_url=job.repo_url, ref=job.ref) as source:
         key = store.RepositoryKey(job.project_id, source.kind, source.identity, source.ref, job.repo_name)

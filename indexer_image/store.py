@@ -8,7 +8,7 @@ or cancelled job leaves nothing behind; and "completed" is true exactly when the
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from codebase_mcp import job_rows
 from codebase_mcp.embedding import Vectors
 from indexer_image.progress import JobCancelledError
 
+SliceCallback = Callable[[int, int], Awaitable[None]]
 # Chunks move from the staging table in slices so progress and cancellation get a turn.
 INSERT_SLICE = 2000
 
@@ -134,7 +135,7 @@ async def write_generation(
     chunks: Sequence[NewChunk],
     embeddings: Vectors,
     completion: dict[str, Any],
-    on_slice: Any,
+    on_slice: SliceCallback,
 ) -> uuid.UUID:
     """Write the new generation, switch to it and complete the job, all in one transaction.
 
@@ -224,7 +225,7 @@ async def _write_chunks(
     version_by_path: dict[str, int],
     chunks: Sequence[NewChunk],
     embeddings: Vectors,
-    on_slice: Any,
+    on_slice: SliceCallback,
 ) -> None:
     if not chunks:
         return

@@ -262,6 +262,27 @@ async def test_bad_sources_fail_cleanly(
     assert await db.fetchval("SELECT count(*) FROM repositories WHERE project_id = $1", project) == 0
 
 
+async def test_git_token_never_reaches_the_row(
+    db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path, project: str
+) -> None:
+    job_id = await support.insert_job(db, project_id=project, repo_url="https://127.0.0.1:1/org/repo.git")
+    settings = make_settings(workspace, git_token="tok-5ecret-value")
+    assert await run_job(job_id, settings, database_url, embedder) == EXIT_FAILED
+    row = await job_row(db, job_id)
+    assert row["error_type"] == "SourceError"
+    assert "git fetch failed" in row["error_message"]
+    assert "5ecret" not in " ".join(str(value) for value in dict(row).values())
+
+
+async def test_bad_project_id_fails_with_a_clear_message(
+    db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path
+) -> None:
+    support.write(workspace / "r", "a.py", "x = 1\n")
+    job_id = await support.insert_job(db, project_id="no spaces allowed", repo_path=str(workspace / "r"))
+    assert await run_job(job_id, make_settings(workspace), database_url, embedder) == EXIT_FAILED
+    assert "project_id must be" in (await job_row(db, job_id))["error_message"]
+
+
 async def test_repository_over_the_size_cap_fails_before_work(
     db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path, project: str
 ) -> None:
