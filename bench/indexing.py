@@ -66,16 +66,21 @@ def installed_package(name: str, destination: Path) -> Path:
     return destination
 
 
+async def insert_job(conn: Any, repo: Path, project: str) -> uuid.UUID:
+    job_id: uuid.UUID = await conn.fetchval(
+        "INSERT INTO indexing_jobs (repo_path, repo_name, project_id, status) VALUES ($1, $2, $3, 'pending')"
+        " RETURNING id",
+        str(repo),
+        repo.name,
+        project,
+    )
+    return job_id
+
+
 async def index_once(dsn: str, settings: Settings, embedder: Embedder, repo: Path, project: str) -> dict[str, Any]:
     conn = await connect(dsn)
     try:
-        job_id = await conn.fetchval(
-            "INSERT INTO indexing_jobs (repo_path, repo_name, project_id, status) VALUES ($1, $2, $3, 'pending')"
-            " RETURNING id",
-            str(repo),
-            repo.name,
-            project,
-        )
+        job_id = await insert_job(conn, repo, project)
         started = time.perf_counter()
         code = await run_job(job_id, settings, dsn, embedder)
         wall = time.perf_counter() - started
@@ -181,12 +186,7 @@ async def incremental(dsn: str, embedder: Embedder, roots: Path, files: int) -> 
     (repo / "src/dir_8/file_8.py").write_text("def compute_value_8(x):\n    return x * 800 + 2\n")
     conn = await connect(dsn)
     try:
-        job_id = await conn.fetchval(
-            "INSERT INTO indexing_jobs (repo_path, repo_name, project_id, status) VALUES ($1, 'incremental', $2,"
-            " 'pending') RETURNING id",
-            str(repo),
-            project,
-        )
+        job_id = await insert_job(conn, repo, project)
         env = {**os.environ, "DATABASE_URL": dsn, "ALLOWED_REPO_ROOTS": str(roots)}
         script = Path(sys.executable).parent / "codebase-mcp"
         started = time.perf_counter()

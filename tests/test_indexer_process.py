@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,61 +97,75 @@ async def assert_previous_generation_intact(
     assert any(f"handler_0_1_{salt}" in hit.snippet for hit in hits), "search still answers from the old generation"
 
 
-async def test_cancel_mid_embedding(
-    db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path
-) -> None:
-    project = f"cancel-{uuid.uuid4().hex[:8]}"
+@dataclass
+class Reindex:
+    """A repository indexed once, then a bigger re-index running as a process, now embedding."""
+
+    project: str
+    old_salt: str
+    before: asyncpg.Record
+    job_id: uuid.UUID
+    process: subprocess.Popen[str]
+
+
+async def reindex_mid_embedding(
+    db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path, name: str
+) -> Reindex:
+    project = f"{name}-{uuid.uuid4().hex[:8]}"
     old_salt = uuid.uuid4().hex[:8]
     repo, before = await index_first_generation(db, database_url, embedder, workspace, project, old_salt)
     support.make_large_repository(repo, files=40, functions=12, salt=uuid.uuid4().hex[:8])
-
     job_id = await support.insert_job(db, project_id=project, repo_path=str(repo))
     process = support.indexer_process(job_id, database_url, ALLOWED_REPO_ROOTS=str(workspace), **FAST_CHECKS)
     try:
         await wait_for(embedding_started(db, job_id), 90, "the embedding phase")
+    except BaseException:
+        process.kill()
+        raise
+    return Reindex(project, old_salt, before, job_id, process)
+
+
+async def test_cancel_mid_embedding(
+    db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path
+) -> None:
+    run = await reindex_mid_embedding(db, database_url, embedder, workspace, "cancel")
+    try:
         asked = time.monotonic()
         await db.execute(
             "UPDATE indexing_jobs SET status = 'cancelled', cancelled_at = now() WHERE id = $1 AND status = 'running'",
-            job_id,
+            run.job_id,
         )
-        code = await wait_exit(process, 60)
+        code = await wait_exit(run.process, 60)
         stopped_after = time.monotonic() - asked
     finally:
-        process.kill()
-    assert code == EXIT_OK, process.stdout.read() if process.stdout else ""
+        run.process.kill()
+    assert code == EXIT_OK, run.process.stdout.read() if run.process.stdout else ""
     # The check interval (0.5 s) plus one batch of 64 chunks plus process exit.
     assert stopped_after < 20, stopped_after
-    row = await db.fetchrow("SELECT * FROM indexing_jobs WHERE id = $1", job_id)
+    row = await db.fetchrow("SELECT * FROM indexing_jobs WHERE id = $1", run.job_id)
     assert row is not None
     assert row["status"] == "cancelled"
     assert row["progress_message"].startswith("Cancelled")
     assert row["completed_at"] is None
-    await assert_previous_generation_intact(db, embedder, project, before, job_id, old_salt)
+    await assert_previous_generation_intact(db, embedder, run.project, run.before, run.job_id, run.old_salt)
 
 
 async def test_sigterm_fails_the_job_cleanly(
     db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path
 ) -> None:
-    project = f"term-{uuid.uuid4().hex[:8]}"
-    old_salt = uuid.uuid4().hex[:8]
-    repo, before = await index_first_generation(db, database_url, embedder, workspace, project, old_salt)
-    support.make_large_repository(repo, files=40, functions=12, salt=uuid.uuid4().hex[:8])
-
-    job_id = await support.insert_job(db, project_id=project, repo_path=str(repo))
-    process = support.indexer_process(job_id, database_url, ALLOWED_REPO_ROOTS=str(workspace), **FAST_CHECKS)
+    run = await reindex_mid_embedding(db, database_url, embedder, workspace, "term")
     try:
-        await wait_for(embedding_started(db, job_id), 90, "the embedding phase")
-        process.send_signal(signal.SIGTERM)
-        code = await wait_exit(process, 60)
+        run.process.send_signal(signal.SIGTERM)
+        code = await wait_exit(run.process, 60)
     finally:
-        process.kill()
+        run.process.kill()
     assert code == EXIT_FAILED
-    row = await db.fetchrow("SELECT * FROM indexing_jobs WHERE id = $1", job_id)
+    row = await db.fetchrow("SELECT * FROM indexing_jobs WHERE id = $1", run.job_id)
     assert row is not None
     assert row["status"] == "failed"
     assert row["error_type"] == "Terminated"
     assert "SIGTERM" in row["error_message"]
-    await assert_previous_generation_intact(db, embedder, project, before, job_id, old_salt)
+    await assert_previous_generation_intact(db, embedder, run.project, run.before, run.job_id, run.old_salt)
 
 
 async def test_sigterm_after_a_cancel_request_ends_cancelled(
