@@ -1,6 +1,8 @@
 """State transitions of an indexing_jobs row, each one guarded by the state it leaves.
 
 pending -> running (claim) -> completed | failed ; pending|running -> cancelled (cancel tool).
+An executor first marks a pending job as its own (`claimed_by`, status still pending) and starts a
+worker; the worker's claim then moves it to running.
 Every UPDATE names the status it expects, so two writers can never both win: a second indexer
 finds the job no longer pending, and a worker finds a cancelled job no longer running.
 """
@@ -37,7 +39,7 @@ async def claim(conn: Connection, job_id: uuid.UUID, worker: str, task_id: str) 
         """
         UPDATE indexing_jobs
            SET status = 'running', started_at = now(), heartbeat_at = now(),
-               attempt_count = attempt_count + 1, claimed_by = $2, worker_task_id = $3,
+               attempt_count = attempt_count + 1, claimed_by = COALESCE(claimed_by, $2), worker_task_id = $3,
                connection_id = pg_backend_pid()::text, progress_message = 'Starting'
          WHERE id = $1 AND status = 'pending'
         RETURNING id, project_id, repo_path, repo_url, ref, repo_name, force_reindex
@@ -139,3 +141,100 @@ async def acknowledge_cancel(conn: Connection, job_id: uuid.UUID) -> None:
         """,
         job_id,
     )
+
+
+# -- executors ----------------------------------------------------------------------------------
+
+
+async def claim_for_dispatch(conn: Connection, executor: str, limit: int) -> list[uuid.UUID]:
+    """Mark up to `limit` unclaimed pending jobs, oldest first, as this executor's.
+
+    FOR UPDATE SKIP LOCKED lets several executors claim at once without waiting on or taking
+    each other's rows (the pattern procrastinate and other PostgreSQL job queues use).
+    """
+    if limit <= 0:
+        return []
+    rows = await conn.fetch(
+        """
+        UPDATE indexing_jobs SET claimed_by = $1, heartbeat_at = now()
+         WHERE id IN (SELECT id FROM indexing_jobs WHERE status = 'pending' AND claimed_by IS NULL
+                       ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT $2)
+        RETURNING id
+        """,
+        executor,
+        limit,
+    )
+    return [row["id"] for row in rows]
+
+
+async def statuses(conn: Connection, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, IndexingJobStatus]:
+    rows = await conn.fetch("SELECT id, status FROM indexing_jobs WHERE id = ANY($1::uuid[])", job_ids)
+    return {row["id"]: IndexingJobStatus(row["status"]) for row in rows}
+
+
+async def fail_unfinished(conn: Connection, job_id: uuid.UUID, *, message: str, error_type: str) -> bool:
+    """pending|running -> failed, for a worker that died without settling its own row."""
+    row = await conn.fetchval(
+        """
+        UPDATE indexing_jobs
+           SET status = 'failed', error_message = $2, error_type = $3,
+               progress_message = 'Failed: ' || left($2, 200), completed_at = now()
+         WHERE id = $1 AND status IN ('pending', 'running')
+        RETURNING 1
+        """,
+        job_id,
+        message,
+        error_type,
+    )
+    return row is not None
+
+
+async def recover_orphans(conn: Connection, stale_seconds: float, live: set[uuid.UUID]) -> dict[str, int]:
+    """Jobs whose worker is gone: running with a stale heartbeat -> failed; claimed but never
+    started with a stale claim -> unclaimed, so an executor dispatches them again."""
+    failed = await conn.fetchval(
+        """
+        WITH lost AS (
+            UPDATE indexing_jobs
+               SET status = 'failed', error_type = 'WorkerLost', completed_at = now(),
+                   error_message = 'the worker stopped sending heartbeats (last at '
+                       || to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC); '
+                       || 'it was probably killed. Start the job again.',
+                   progress_message = 'Failed: worker lost'
+             WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
+               AND NOT (id = ANY($2::uuid[]))
+            RETURNING 1)
+        SELECT count(*) FROM lost
+        """,
+        stale_seconds,
+        list(live),
+    )
+    released = await conn.fetchval(
+        """
+        WITH released AS (
+            UPDATE indexing_jobs SET claimed_by = NULL
+             WHERE status = 'pending' AND claimed_by IS NOT NULL
+               AND heartbeat_at < now() - make_interval(secs => $1) AND NOT (id = ANY($2::uuid[]))
+            RETURNING 1)
+        SELECT count(*) FROM released
+        """,
+        stale_seconds,
+        list(live),
+    )
+    return {"failed": int(failed), "released": int(released)}
+
+
+async def purge_finished(conn: Connection, retention_days: int) -> int:
+    """Delete finished jobs older than the retention period."""
+    value = await conn.fetchval(
+        """
+        WITH gone AS (
+            DELETE FROM indexing_jobs
+             WHERE status IN ('completed', 'failed', 'cancelled')
+               AND COALESCE(completed_at, cancelled_at, created_at) < now() - make_interval(days => $1)
+            RETURNING 1)
+        SELECT count(*) FROM gone
+        """,
+        retention_days,
+    )
+    return int(value)

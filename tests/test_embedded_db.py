@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from codebase_mcp.db import migrations
 from codebase_mcp.db.embedded import EmbeddedPostgres, find_free_port
 
 SCRIPT = shutil.which("codebase-mcp", path=str(Path(sys.executable).parent)) or "codebase-mcp"
@@ -67,8 +68,9 @@ def test_lifecycle(home: Path) -> None:
 
     upgraded = run_cli(home, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "Database at revision 0002" in upgraded.stdout
-    assert run_cli(home, "db", "current").stdout.startswith("0002 (up to date)")
+    head = migrations.head_revision()
+    assert f"Database at revision {head}" in upgraded.stdout
+    assert run_cli(home, "db", "current").stdout.startswith(f"{head} (up to date)")
 
     stopped = run_cli(home, "db", "stop")
     assert stopped.returncode == 0
@@ -156,7 +158,7 @@ def test_unreachable_database_url_is_a_clear_error(tmp_path: Path) -> None:
 def test_migrations_run_against_database_url(tmp_path: Path, empty_database_url: str) -> None:
     result = run_cli(tmp_path, "db", "upgrade", DATABASE_URL=empty_database_url)
     assert result.returncode == 0, result.stderr
-    assert "Database at revision 0002" in result.stdout
+    assert f"Database at revision {migrations.head_revision()}" in result.stdout
     down = run_cli(tmp_path, "db", "downgrade", "base", DATABASE_URL=empty_database_url)
     assert down.returncode == 0, down.stderr
     assert "base (empty)" in down.stdout

@@ -66,7 +66,9 @@ async def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
     await asyncio.to_thread(migrations.downgrade, dsn, "base")
     assert await asyncio.to_thread(migrations.current, dsn) is None
     assert await _tables(dsn) == {"alembic_version"}
-    functions = await _fetch(dsn, "SELECT proname FROM pg_proc WHERE proname = 'ensure_project'")
+    functions = await _fetch(
+        dsn, "SELECT proname FROM pg_proc WHERE proname IN ('ensure_project', 'notify_indexing_job')"
+    )
     assert functions == []
 
     await asyncio.to_thread(migrations.upgrade, dsn)
@@ -78,6 +80,8 @@ async def test_step_by_step_downgrade(empty_database_url: str) -> None:
     dsn = empty_database_url
     await asyncio.to_thread(migrations.upgrade, dsn)
     await asyncio.to_thread(migrations.downgrade, dsn, "0001")
+    triggers = await _fetch(dsn, "SELECT tgname FROM pg_trigger WHERE tgrelid = 'indexing_jobs'::regclass")
+    assert triggers == []
     assert await _tables(dsn) == {"alembic_version", "indexing_jobs"}
     constraints = await _fetch(
         dsn, "SELECT conname FROM pg_constraint WHERE conrelid = 'indexing_jobs'::regclass AND contype = 'f'"
@@ -162,6 +166,26 @@ async def test_indexing_jobs_matches_the_seed_design(database_url: str) -> None:
     assert all(row["comment"] for row in comments), [row["attname"] for row in comments if not row["comment"]]
     table_comment = await _fetch(database_url, "SELECT obj_description('indexing_jobs'::regclass) AS c")
     assert table_comment[0]["c"]
+
+
+async def test_job_changes_are_notified(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    await conn.add_listener("indexing_jobs", lambda *args: received.put_nowait(args[3]))
+    writer = await asyncpg.connect(database_url)
+    try:
+        job = await writer.fetchval(
+            "INSERT INTO indexing_jobs (repo_path, repo_name, project_id, status) VALUES ('/r', 'r', 'n', 'pending')"
+            " RETURNING id"
+        )
+        assert await asyncio.wait_for(received.get(), 5) == f"{job}:pending"
+        await writer.execute("UPDATE indexing_jobs SET progress_message = 'no status change' WHERE id = $1", job)
+        await writer.execute("UPDATE indexing_jobs SET status = 'cancelled' WHERE id = $1", job)
+        assert await asyncio.wait_for(received.get(), 5) == f"{job}:cancelled"
+        assert received.empty()
+    finally:
+        await writer.close()
+        await conn.close()
 
 
 async def test_vector_indexes_exist(database_url: str) -> None:

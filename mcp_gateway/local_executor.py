@@ -1,0 +1,84 @@
+"""The local executor's launcher: each job runs as a `codebase-mcp indexer` subprocess.
+
+Used when there is no cluster (`codebase-mcp dev`). Each worker's output goes to
+CODEBASE_MCP_HOME/logs/job-<id>.log. Stopping sends SIGTERM, which the indexer handles by
+rolling back and settling its row, then SIGKILL if it has not exited after the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+STOP_GRACE_SECONDS = 10.0
+
+
+def indexer_command() -> list[str]:
+    """The indexer of this very installation (the interpreter running us)."""
+    return [sys.executable, "-m", "codebase_mcp.cli", "indexer", "--job-id"]
+
+
+class SubprocessLauncher:
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        command: Sequence[str] | None = None,
+        env: dict[str, str] | None = None,
+        grace_seconds: float = STOP_GRACE_SECONDS,
+    ) -> None:
+        self.log_dir = log_dir
+        self.command = list(command) if command is not None else indexer_command()
+        self.env = {**os.environ, **(env or {})}
+        self.grace_seconds = grace_seconds
+        self._workers: dict[uuid.UUID, asyncio.subprocess.Process] = {}
+
+    def _open_log(self, job_id: uuid.UUID) -> BinaryIO:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return open(self.log_dir / f"job-{job_id}.log", "ab")
+
+    async def launch(self, job_id: uuid.UUID) -> str:
+        log = await asyncio.to_thread(self._open_log, job_id)
+        with log:  # the child keeps its own copy of the descriptor
+            process = await asyncio.create_subprocess_exec(
+                *self.command,
+                str(job_id),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,  # a Ctrl-C in the gateway's terminal is not the worker's
+            )
+        self._workers[job_id] = process
+        return f"pid {process.pid}"
+
+    async def stop(self, job_id: uuid.UUID) -> None:
+        process = self._workers.get(job_id)
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), self.grace_seconds)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    def live(self) -> set[uuid.UUID]:
+        return {job_id for job_id, process in self._workers.items() if process.returncode is None}
+
+    def reap(self) -> dict[uuid.UUID, int]:
+        done = {
+            job_id: process.returncode for job_id, process in self._workers.items() if process.returncode is not None
+        }
+        for job_id in done:
+            del self._workers[job_id]
+        return {job_id: code for job_id, code in done.items() if code is not None}
+
+    def pid(self, job_id: uuid.UUID) -> int | None:
+        process = self._workers.get(job_id)
+        return process.pid if process is not None else None
