@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     git_token_file: Path | None = Field(
         default=None, description="File holding the git token (a mounted Kubernetes Secret); read per clone."
     )
+    tokens_file: Path | None = Field(
+        default=None, description="JSON file of bearer-token digests and their projects (mcp_gateway/auth.py)."
+    )
     embedded_db_port: int | None = Field(
         default=None,
         ge=1,

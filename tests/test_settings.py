@@ -27,6 +27,7 @@ KNOBS = [
     "ALLOWED_GIT_HOSTS",
     "GIT_TOKEN",
     "GIT_TOKEN_FILE",
+    "TOKENS_FILE",
 ]
 
 
