@@ -19,10 +19,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# The main job on the embedded default: start PostgreSQL with pgvector and migrate it.
+# The main job on the embedded default: PostgreSQL with pgvector, migrations, the MCP gateway on
+# 127.0.0.1:8000 and a local executor; prints the URL, the token and client configuration.
 dev: install
-	$(BIN)/codebase-mcp db start
-	$(BIN)/codebase-mcp db upgrade
+	$(BIN)/codebase-mcp dev
 
 lint: install
 	$(BIN)/ruff check .

@@ -166,6 +166,63 @@ def _add_indexer(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(handler=_indexer)
 
 
+# -- gateway ----------------------------------------------------------------------------------
+
+
+def _gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from codebase_mcp.db.connect import resolve_database_url
+    from codebase_mcp.logs import configure_logging
+    from mcp_gateway.serve import serve
+
+    if settings.tokens_file is None:
+        raise CommandError("set TOKENS_FILE: the gateway serves authenticated requests only (docs/configuration.md)")
+    configure_logging()
+    serve(settings, resolve_database_url(settings), args.host, args.port, local_executor=args.local_executor)
+    return 0
+
+
+def _dev(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from codebase_mcp.db import migrations
+    from codebase_mcp.db.connect import resolve_database_url
+    from codebase_mcp.logs import configure_logging
+    from mcp_gateway.serve import client_configuration, dev_token, serve
+
+    home = settings.codebase_mcp_home
+    dsn = resolve_database_url(settings, start_embedded=True)
+    migrations.upgrade(dsn)
+    token, tokens_file = dev_token(home)
+    roots = settings.allowed_repo_roots or (Path.home(),)
+    settings = settings.model_copy(update={"tokens_file": tokens_file, "allowed_repo_roots": roots})
+    url = f"http://{args.host}:{args.port}/mcp"
+    print(f"codebase-mcp is serving MCP at {url}")
+    print(f"Token: {token}  (kept in {home / 'token'})")
+    print(f"Local repositories may be indexed under: {', '.join(str(root) for root in roots)}")
+    print("Connect a client:")
+    print(client_configuration(url, home / "token"))
+    print("Stop with Ctrl-C.", flush=True)
+    configure_logging()
+    serve(settings, dsn, args.host, args.port, local_executor=True)
+    return 0
+
+
+def _add_gateway(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = "serve the MCP gateway (in a cluster: the operator runs the jobs)"
+    gateway = commands.add_parser("gateway", help=text, description=text)
+    gateway.add_argument("--host", default="0.0.0.0", help="interface to listen on (default 0.0.0.0)")  # noqa: S104
+    gateway.add_argument("--port", type=int, default=8000)
+    gateway.add_argument(
+        "--local-executor", action="store_true", help="also run jobs here as subprocesses (no operator)"
+    )
+    gateway.set_defaults(handler=_gateway)
+    text = "one machine: embedded database, migrations, gateway on 127.0.0.1 and a local executor"
+    dev = commands.add_parser("dev", help=text, description=text)
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.set_defaults(handler=_dev)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
@@ -177,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_db(commands)
     _add_indexer(commands)
+    _add_gateway(commands)
     return parser
 
 

@@ -9,6 +9,7 @@ another project gets the same answer as an unknown one.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from codebase_mcp.db.connect import create_pool
+from codebase_mcp.dispatch import Dispatcher, Launcher
 from codebase_mcp.embedding import Embedder, get_embedder
 from codebase_mcp.jobs import IndexingJobProgress
 from codebase_mcp.paths import RepoPathError, validate_repo_path
@@ -29,6 +31,7 @@ from codebase_mcp.search import DEFAULT_LIMIT, MAX_LIMIT, SearchError, search_co
 from codebase_mcp.settings import Settings
 from indexer_image.sources import SourceError, validate_git_url, validate_ref
 from mcp_gateway.auth import ProjectTokenVerifier, load_grants, resolve_project
+from mcp_gateway.observability import Metrics, ToolMetricsMiddleware, routes
 
 INSTRUCTIONS = """Semantic code search over indexed repositories.
 Index once with start_indexing_background (returns a job_id at once; indexing takes minutes),
@@ -114,19 +117,33 @@ def _uuid(value: str) -> uuid.UUID:
         raise ToolError(f"{value!r} is not a job id; list_indexing_jobs shows the project's jobs") from None
 
 
-def build_server(settings: Settings, dsn: str, embedder: Embedder | None = None) -> FastMCP[Any]:
-    """The gateway's MCP server; `mcp.http_app(path="/mcp")` serves it over streamable HTTP."""
+def build_server(
+    settings: Settings, dsn: str, embedder: Embedder | None = None, launcher: Launcher | None = None
+) -> FastMCP[Any]:
+    """The gateway's MCP server; `mcp.http_app(path="/mcp")` serves it over streamable HTTP.
+
+    With a launcher, the gateway also runs the dispatch loop (the local executor of `dev`); in a
+    cluster it runs without one and the operator dispatches.
+    """
     if settings.tokens_file is None:
         raise ValueError("TOKENS_FILE is not set: the gateway serves authenticated requests only")
     verifier = ProjectTokenVerifier(load_grants(settings.tokens_file))
     state: dict[str, Any] = {}
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(server: FastMCP[Any]) -> AsyncIterator[None]:
         state["pool"] = await create_pool(dsn, min_size=1, max_size=10)
+        stop = asyncio.Event()
+        dispatching = None
+        if launcher is not None:
+            dispatching = asyncio.create_task(Dispatcher(dsn, launcher, settings).run(stop))
         try:
             yield
         finally:
+            stop.set()
+            if dispatching is not None:
+                await dispatching  # stops the workers it started; their jobs settle as failed/cancelled
             await state.pop("pool").close()
 
     def pool() -> asyncpg.Pool[Any]:
@@ -141,6 +158,10 @@ def build_server(settings: Settings, dsn: str, embedder: Embedder | None = None)
     mcp: FastMCP[Any] = FastMCP(
         "codebase-mcp", instructions=INSTRUCTIONS, auth=verifier, lifespan=lifespan, mask_error_details=True
     )
+    mcp.add_middleware(ToolMetricsMiddleware(metrics))
+    live_workers = (lambda: len(launcher.live())) if launcher is not None else (lambda: 0)
+    for path, handler in routes(metrics, pool, live_workers).items():
+        mcp.custom_route(path, methods=["GET"])(handler)
 
     @mcp.tool(annotations={"readOnlyHint": False, "destructiveHint": False, "idempotentHint": True})
     async def start_indexing_background(

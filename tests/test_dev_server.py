@@ -1,0 +1,109 @@
+"""`codebase-mcp dev` as a user runs it: one command, then index and search over MCP; restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from fastmcp import Client
+
+from codebase_mcp.db.embedded import EmbeddedPostgres, find_free_port
+from tests import support
+
+pytestmark = pytest.mark.slow
+SCRIPT = str(Path(sys.executable).parent / "codebase-mcp")
+
+
+class DevServer:
+    def __init__(self, home: Path, roots: Path) -> None:
+        self.home = home
+        self.roots = roots
+        self.port = find_free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "CODEBASE_MCP_HOME": str(self.home), "ALLOWED_REPO_ROOTS": str(self.roots)}
+        env.pop("DATABASE_URL", None)
+        self.process = subprocess.Popen(
+            [SCRIPT, "dev", "--port", str(self.port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.stdout.read() if self.process.stdout else ""
+            try:
+                if httpx2.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx2.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("dev server did not become ready")
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=60)
+
+    @property
+    def token(self) -> str:
+        return (self.home / "token").read_text().strip()
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[DevServer]:
+    roots = tmp_path / "code"
+    roots.mkdir()
+    server = DevServer(tmp_path / "home", roots)
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+        EmbeddedPostgres(server.home).stop()
+
+
+async def call(dev: DevServer, tool: str, **arguments: Any) -> dict[str, Any]:
+    async with Client(dev.url, auth=dev.token) as client:
+        result = await client.call_tool(tool, arguments)
+    assert result.structured_content is not None
+    return dict(result.structured_content)
+
+
+async def test_dev_indexes_and_searches_and_survives_a_restart(dev: DevServer) -> None:
+    await asyncio.to_thread(dev.start)
+    assert (dev.home / "token").stat().st_mode & 0o777 == 0o600
+    repo = support.make_sample_repository(dev.roots / "shop")
+    job = await call(dev, "start_indexing_background", repo_path=str(repo))
+    assert job["project_id"] == "default"
+    deadline = time.monotonic() + 120
+    while (status := await call(dev, "get_indexing_status", job_id=job["job_id"]))["status"] in {"pending", "running"}:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.5)
+    assert status["status"] == "completed", status["error_message"]
+    hits = await call(dev, "search_code", query="verify a password against its salted hash")
+    assert (hits["results"][0]["path"], hits["results"][0]["symbol"]) == ("web/src/auth.ts", "verifyPasswordHash")
+
+    async with httpx2.AsyncClient() as http:
+        metrics = (await http.get(f"http://127.0.0.1:{dev.port}/metrics")).text
+    assert 'codebase_mcp_tool_calls_total{outcome="ok",tool="search_code"} 1.0' in metrics
+    assert 'codebase_mcp_jobs{status="completed"} 1.0' in metrics
+
+    assert await asyncio.to_thread(dev.stop) == 0
+    token = dev.token
+    await asyncio.to_thread(dev.start)
+    assert dev.token == token, "the token is kept across restarts"
+    after = await call(dev, "get_indexing_status", job_id=job["job_id"])
+    assert after == status, "job state lives in PostgreSQL, not in the gateway"
+    again = await call(dev, "search_code", query="verify a password against its salted hash")
+    assert again["results"][0]["symbol"] == "verifyPasswordHash"
+    assert await asyncio.to_thread(dev.stop) == 0
