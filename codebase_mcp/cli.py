@@ -223,6 +223,63 @@ def _add_gateway(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     dev.set_defaults(handler=_dev)
 
 
+# -- index, search, jobs: clients of the gateway ------------------------------------------------
+
+
+def _client(args: argparse.Namespace, settings: Settings) -> int:
+    from mcp_gateway import client_cli
+
+    where = client_cli.target(args.url, args.token, settings)
+    if args.command == "index":
+        source = client_cli.source_arguments(args.source, args.ref)
+        return client_cli.run(client_cli.index(where, source, args.project, args.force, args.wait))
+    if args.command == "search":
+        options = {
+            "project_id": args.project, "repository": args.repo, "language": args.lang, "path_glob": args.path,
+            "limit": args.k,
+        }  # fmt: skip
+        return client_cli.run(client_cli.search(where, args.query, options, args.json))
+    options = {"project_id": args.project}
+    if args.action == "list":
+        options |= {"status": args.status, "limit": args.limit}
+    return client_cli.run(client_cli.jobs(where, args.action, getattr(args, "job_id", None), options, args.json))
+
+
+def _add_clients(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help="gateway MCP URL (CODEBASE_MCP_URL; default the local dev server)")
+    common.add_argument("--token", help="bearer token (CODEBASE_MCP_TOKEN; default the dev server's token)")
+    common.add_argument("--project", help="project id (default: the token's default project)")
+
+    index = commands.add_parser("index", parents=[common], help="index a local directory or git URL")
+    index.add_argument("source", metavar="PATH|URL")
+    index.add_argument("--ref", help="branch, tag or commit of a git URL")
+    index.add_argument("--force", action="store_true", help="re-embed every file")
+    index.add_argument("--wait", action="store_true", help="show progress until the job ends (Ctrl-C offers to cancel)")
+    index.set_defaults(handler=_client)
+
+    search = commands.add_parser("search", parents=[common], help="search indexed code by meaning")
+    search.add_argument("query")
+    search.add_argument("--repo", help="repository name, source or id")
+    search.add_argument("--lang", help="language, e.g. python")
+    search.add_argument("--path", help="path glob, e.g. 'src/**/*.py'")
+    search.add_argument("-k", type=int, default=10, help="number of results (1-50)")
+    search.add_argument("--json", action="store_true", help="machine-readable results")
+    search.set_defaults(handler=_client)
+
+    jobs = commands.add_parser("jobs", help="list, inspect and cancel indexing jobs")
+    actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[common], help="the project's jobs, newest first")
+    listing.add_argument("--status", choices=["pending", "running", "completed", "failed", "cancelled"])
+    listing.add_argument("--limit", type=int, default=20)
+    for name, text in (("status", "one job's status"), ("cancel", "cancel a pending or running job")):
+        action = actions.add_parser(name, parents=[common], help=text)
+        action.add_argument("job_id", metavar="ID")
+    for parser in actions.choices.values():
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        parser.set_defaults(handler=_client)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
@@ -235,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(commands)
     _add_indexer(commands)
     _add_gateway(commands)
+    _add_clients(commands)
     return parser
 
 
@@ -252,8 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         # Expected failures carry a message written for people; say it without a traceback.
         from codebase_mcp.db.embedded import EmbeddedDatabaseError
+        from mcp_gateway.client_cli import ClientError
 
-        if isinstance(error, CommandError | EmbeddedDatabaseError | OSError):
+        if isinstance(error, CommandError | EmbeddedDatabaseError | ClientError | OSError):
             print(f"codebase-mcp: {error}", file=sys.stderr)
             return 1
         raise

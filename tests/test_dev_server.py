@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -107,3 +108,47 @@ async def test_dev_indexes_and_searches_and_survives_a_restart(dev: DevServer) -
     again = await call(dev, "search_code", query="verify a password against its salted hash")
     assert again["results"][0]["symbol"] == "verifyPasswordHash"
     assert await asyncio.to_thread(dev.stop) == 0
+
+
+def cli(dev: DevServer, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "CODEBASE_MCP_HOME": str(dev.home), **env}
+    return subprocess.run([SCRIPT, *args], env=environment, capture_output=True, text=True, timeout=180, check=False)
+
+
+async def test_people_cli_index_search_jobs(dev: DevServer) -> None:
+    await asyncio.to_thread(dev.start)
+    repo = support.make_sample_repository(dev.roots / "shop")
+    url = ["--url", dev.url]
+
+    indexed = await asyncio.to_thread(cli, dev, "index", str(repo), "--wait", *url)
+    assert indexed.returncode == 0, indexed.stdout + indexed.stderr
+    assert "completed:" in indexed.stdout
+    assert "100%" in indexed.stderr  # the progress bar
+    job_id = indexed.stdout.split()[1]
+
+    found = await asyncio.to_thread(cli, dev, "search", "token bucket rate limiter", "--json", "-k", "3", *url)
+    assert found.returncode == 0, found.stderr
+    results = json.loads(found.stdout)
+    assert len(results) == 3
+    assert results[0]["path"] == "server/health.go"
+    assert results[0]["symbol"] in {"Allow", "RateLimiter"}
+    assert set(results[0]) == {"repository", "path", "start_line", "end_line", "symbol", "language", "score"}
+    human = await asyncio.to_thread(cli, dev, "search", "token bucket rate limiter", "--lang", "go", *url)
+    assert "shop:server/health.go:" in human.stdout
+
+    status = await asyncio.to_thread(cli, dev, "jobs", "status", job_id, "--json", *url)
+    assert json.loads(status.stdout)["status"] == "completed"
+    listed = await asyncio.to_thread(cli, dev, "jobs", "list", "--json", *url)
+    assert [job["job_id"] for job in json.loads(listed.stdout)] == [job_id]
+    refused = await asyncio.to_thread(cli, dev, "jobs", "cancel", job_id, *url)
+    assert refused.returncode == 1
+    assert "already completed" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    wrong = await asyncio.to_thread(cli, dev, "jobs", "list", "--token", "nope", *url)
+    assert wrong.returncode == 1
+    assert "refused the token" in wrong.stderr
+    await asyncio.to_thread(dev.stop)
+    down = await asyncio.to_thread(cli, dev, "jobs", "list", *url)
+    assert down.returncode == 1
+    assert "cannot reach the gateway" in down.stderr
