@@ -10,6 +10,7 @@ another project gets the same answer as an unknown one.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastmcp import FastMCP
+from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, Field
 
@@ -39,6 +40,9 @@ follow it with get_indexing_status, then use search_code to find code by meaning
 to open more lines around a result. Jobs and their status are kept for JOB_STATUS_RETENTION_DAYS.
 """
 READ_FILE_MAX_LINES = 400
+# A bounded wait stays well under the 60 s that clients such as Claude Code and Codex allow a call.
+MAX_WAIT_SECONDS = 30
+WAIT_POLL_SECONDS = 1.0
 
 
 class JobStarted(BaseModel):
@@ -223,15 +227,37 @@ def build_server(
         )
 
     @mcp.tool(annotations={"readOnlyHint": True})
-    async def get_indexing_status(job_id: str, project_id: str | None = None) -> JobStatus:
-        """Status and progress of an indexing job (percentage, phase message, counters, errors)."""
+    async def get_indexing_status(
+        job_id: str,
+        project_id: str | None = None,
+        wait_seconds: Annotated[
+            float, Field(ge=0, le=MAX_WAIT_SECONDS, description="wait up to this long for the job to end")
+        ] = 0,
+        ctx: Context | None = None,
+    ) -> JobStatus:
+        """Status and progress of an indexing job (percentage, phase message, counters, errors).
+        With wait_seconds, returns as soon as the job ends, or after that long at the latest."""
         project = resolve_project(project_id)
-        row = await pool().fetchrow(
-            f"SELECT {_JOB_COLUMNS} FROM indexing_jobs WHERE id = $1 AND project_id = $2", _uuid(job_id), project
-        )
-        if row is None:
-            raise ToolError(f"no job {job_id} in project {project!r}; it may have expired after the retention period")
-        return _job(row)
+        job = _uuid(job_id)
+
+        async def fetch() -> JobStatus:
+            row = await pool().fetchrow(
+                f"SELECT {_JOB_COLUMNS} FROM indexing_jobs WHERE id = $1 AND project_id = $2", job, project
+            )
+            if row is None:
+                raise ToolError(
+                    f"no job {job_id} in project {project!r}; it may have expired after the retention period"
+                )
+            return _job(row)
+
+        status = await fetch()
+        deadline = time.monotonic() + wait_seconds
+        while not status.status.is_terminal and time.monotonic() < deadline:
+            if ctx is not None:  # for clients that show progress; the result carries it for the model
+                await ctx.report_progress(status.progress_percentage, 100, status.progress_message)
+            await asyncio.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            status = await fetch()
+        return status
 
     @mcp.tool(annotations={"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False})
     async def cancel_indexing_background(job_id: str, project_id: str | None = None) -> JobStatus:

@@ -153,6 +153,8 @@ async def test_index_poll_search_and_read(gateway: Gateway) -> None:
             ("get_indexing_status", {"job_id": job["job_id"], "project_id": "team-a"}),
             ("search_code", {"query": "invoice", "project_id": "team-a"}),
             ("list_repositories", {"project_id": "team-a"}),
+            ("list_indexing_jobs", {"project_id": "team-a"}),
+            ("start_indexing_background", {"repo_path": str(repo), "project_id": "team-a"}),
         ]:
             with pytest.raises(ToolError) as denied:
                 await bob.call_tool(tool, arguments)
@@ -166,6 +168,30 @@ async def test_index_poll_search_and_read(gateway: Gateway) -> None:
 
     with pytest.raises(ToolError, match="already completed"):
         await call(gateway, "alice", "cancel_indexing_background", job_id=job["job_id"])
+
+
+async def test_status_can_wait_and_reports_progress(gateway: Gateway) -> None:
+    repo = support.make_large_repository(gateway.workspace / "wait", files=8, functions=6, salt=secrets.token_hex(4))
+    job = await call(gateway, "alice", "start_indexing_background", repo_path=str(repo))
+    notes: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        notes.append((progress, total, message))
+
+    async with Client(gateway.url, auth=gateway.tokens["alice"]) as client:
+        started = time.monotonic()
+        result = await client.call_tool(
+            "get_indexing_status", {"job_id": job["job_id"], "wait_seconds": 30}, progress_handler=on_progress
+        )
+        waited = time.monotonic() - started
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "completed"
+    assert waited < 30, "returns as soon as the job ends"
+    assert notes, "progress notifications while waiting"
+    assert all(total == 100 for _, total, _ in notes)
+    assert [p for p, _, _ in notes] == sorted(p for p, _, _ in notes)
+    with pytest.raises(ToolError, match="less than or equal to 30"):
+        await call(gateway, "alice", "get_indexing_status", job_id=job["job_id"], wait_seconds=120)
 
 
 async def test_cancel_a_running_job(gateway: Gateway) -> None:
