@@ -40,6 +40,9 @@ follow it with get_indexing_status, then use search_code to find code by meaning
 to open more lines around a result. Jobs and their status are kept for JOB_STATUS_RETENTION_DAYS.
 """
 READ_FILE_MAX_LINES = 400
+# All snippets of one search response share this many characters (about 6k tokens), so even 50
+# results stay well inside what clients accept; read_file opens more of any result.
+SEARCH_SNIPPET_BUDGET = 24_000
 # A bounded wait stays well under the 60 s that clients such as Claude Code and Codex allow a call.
 MAX_WAIT_SECONDS = 30
 WAIT_POLL_SECONDS = 1.0
@@ -108,6 +111,12 @@ class FileLines(BaseModel):
 _JOB_COLUMNS = """id AS job_id, project_id, repo_name AS repository, status, progress_percentage,
     COALESCE(progress_message, '') AS progress_message, files_scanned, files_indexed, chunks_created,
     error_message, error_type, created_at, started_at, completed_at, cancelled_at"""
+
+
+def fit_snippets(snippets: list[str], budget: int) -> list[str]:
+    """Cut snippets so that together they stay within `budget` characters (plus a marker each)."""
+    share = budget // max(1, len(snippets))
+    return [snippet if len(snippet) <= share else snippet[:share] + "\n…" for snippet in snippets]
 
 
 def _job(row: asyncpg.Record) -> JobStatus:
@@ -334,6 +343,7 @@ def build_server(
                 )  # fmt: skip
         except SearchError as error:
             raise ToolError(str(error)) from None
+        snippets = fit_snippets([hit.snippet for hit in hits], SEARCH_SNIPPET_BUDGET)
         results = [
             SearchResult(
                 repository=hit.repository,
@@ -343,9 +353,9 @@ def build_server(
                 symbol=hit.symbol,
                 language=hit.language,
                 score=hit.score,
-                snippet=hit.snippet,
+                snippet=snippet,
             )
-            for hit in hits
+            for hit, snippet in zip(hits, snippets, strict=True)
         ]
         hint = None if results else "nothing matched: check list_repositories, or widen the filters"
         return SearchResults(project_id=project, query=query, results=results, hint=hint)

@@ -24,7 +24,7 @@ from codebase_mcp.embedding import Embedder, get_embedder
 from codebase_mcp.settings import Settings
 from mcp_gateway.auth import grant_entry
 from mcp_gateway.local_executor import SubprocessLauncher
-from mcp_gateway.server import build_server
+from mcp_gateway.server import SEARCH_SNIPPET_BUDGET, build_server, fit_snippets
 from tests import support
 
 pytestmark = pytest.mark.slow
@@ -227,6 +227,14 @@ async def test_bad_requests_get_clear_errors(gateway: Gateway, arguments: dict[s
     filled = {key: value.format(root=gateway.workspace) for key, value in arguments.items()}
     with pytest.raises(ToolError, match=message.replace("(", r"\(")):
         await call(gateway, "alice", "start_indexing_background", **filled)
+
+
+def test_search_responses_stay_within_their_budget() -> None:
+    large = ["x" * 1200] * 50
+    fitted = fit_snippets(large, SEARCH_SNIPPET_BUDGET)
+    assert sum(len(snippet) for snippet in fitted) <= SEARCH_SNIPPET_BUDGET + 2 * len(fitted)
+    assert all(snippet.endswith("…") for snippet in fitted)
+    assert fit_snippets(["short", "also short"], SEARCH_SNIPPET_BUDGET) == ["short", "also short"]
 
 
 async def test_unknown_and_malformed_job_ids(gateway: Gateway) -> None:
