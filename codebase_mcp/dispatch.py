@@ -147,8 +147,12 @@ class Dispatcher:
             try:
                 handle = await self.launcher.launch(job_id)
             except OSError as error:
-                await job_rows.fail_unfinished(
-                    conn, job_id, message=f"could not start the indexer: {error}", error_type="LaunchFailed"
+                await job_rows.fail(
+                    conn,
+                    job_id,
+                    message=f"could not start the indexer: {error}",
+                    error_type="LaunchFailed",
+                    unstarted_too=True,
                 )
                 continue
             self.stats.launched += 1
@@ -160,11 +164,12 @@ class Dispatcher:
     async def _settle_finished(self, conn: asyncpg.Connection[Any]) -> None:
         for job_id, code in self.launcher.reap().items():
             # A worker settles its own row; if it is still pending or running, the worker died.
-            if await job_rows.fail_unfinished(
+            if await job_rows.fail(
                 conn,
                 job_id,
                 message=f"the indexer process exited with status {code} before finishing the job",
                 error_type="WorkerExited",
+                unstarted_too=True,
             ):
                 self.stats.worker_deaths += 1
                 log.error("job %s: worker exited with %s", job_id, code, extra={"job_id": str(job_id)})

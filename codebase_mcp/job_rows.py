@@ -112,20 +112,30 @@ async def complete(
     return row is not None
 
 
-async def fail(conn: Connection, job_id: uuid.UUID, *, message: str, error_type: str, traceback: str | None) -> bool:
-    """running -> failed; a job cancelled meanwhile stays cancelled (False)."""
+async def fail(
+    conn: Connection,
+    job_id: uuid.UUID,
+    *,
+    message: str,
+    error_type: str,
+    traceback: str | None = None,
+    unstarted_too: bool = False,
+) -> bool:
+    """running -> failed (and pending -> failed with `unstarted_too`, for an executor whose worker
+    died before claiming). A job cancelled meanwhile stays cancelled: False."""
     row = await conn.fetchval(
         """
         UPDATE indexing_jobs
            SET status = 'failed', error_message = $2, error_type = $3, error_traceback = $4,
                progress_message = 'Failed: ' || left($2, 200), completed_at = now(), heartbeat_at = now()
-         WHERE id = $1 AND status = 'running'
+         WHERE id = $1 AND (status = 'running' OR ($5 AND status = 'pending'))
         RETURNING 1
         """,
         job_id,
         message,
         error_type,
         traceback,
+        unstarted_too,
     )
     return row is not None
 
@@ -170,23 +180,6 @@ async def claim_for_dispatch(conn: Connection, executor: str, limit: int) -> lis
 async def statuses(conn: Connection, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, IndexingJobStatus]:
     rows = await conn.fetch("SELECT id, status FROM indexing_jobs WHERE id = ANY($1::uuid[])", job_ids)
     return {row["id"]: IndexingJobStatus(row["status"]) for row in rows}
-
-
-async def fail_unfinished(conn: Connection, job_id: uuid.UUID, *, message: str, error_type: str) -> bool:
-    """pending|running -> failed, for a worker that died without settling its own row."""
-    row = await conn.fetchval(
-        """
-        UPDATE indexing_jobs
-           SET status = 'failed', error_message = $2, error_type = $3,
-               progress_message = 'Failed: ' || left($2, 200), completed_at = now()
-         WHERE id = $1 AND status IN ('pending', 'running')
-        RETURNING 1
-        """,
-        job_id,
-        message,
-        error_type,
-    )
-    return row is not None
 
 
 async def recover_orphans(conn: Connection, stale_seconds: float, live: set[uuid.UUID]) -> dict[str, int]:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,7 +29,7 @@ from codebase_mcp.dispatch import Dispatcher, Launcher
 from codebase_mcp.embedding import Embedder, get_embedder
 from codebase_mcp.jobs import IndexingJobProgress
 from codebase_mcp.paths import RepoPathError, validate_repo_path
-from codebase_mcp.search import DEFAULT_LIMIT, MAX_LIMIT, SearchError, search_code
+from codebase_mcp.search import DEFAULT_LIMIT, MAX_LIMIT, SearchError, resolve_repositories, search_code
 from codebase_mcp.settings import Settings
 from indexer_image.sources import SourceError, validate_git_url, validate_ref
 from mcp_gateway.auth import ProjectTokenVerifier, load_grants, resolve_project
@@ -344,17 +345,9 @@ def build_server(
         except SearchError as error:
             raise ToolError(str(error)) from None
         snippets = fit_snippets([hit.snippet for hit in hits], SEARCH_SNIPPET_BUDGET)
+        # SearchResult takes SearchHit's fields it declares (ids and ranks stay internal).
         results = [
-            SearchResult(
-                repository=hit.repository,
-                path=hit.path,
-                start_line=hit.start_line,
-                end_line=hit.end_line,
-                symbol=hit.symbol,
-                language=hit.language,
-                score=hit.score,
-                snippet=snippet,
-            )
+            SearchResult.model_validate({**asdict(hit), "snippet": snippet})
             for hit, snippet in zip(hits, snippets, strict=True)
         ]
         hint = None if results else "nothing matched: check list_repositories, or widen the filters"
@@ -370,19 +363,24 @@ def build_server(
     ) -> FileLines:
         """Read lines of an indexed file (up to 400 at a time) to see more context around a result."""
         project = resolve_project(project_id)
-        row = await pool().fetchrow(
-            """
-            SELECT r.name, fc.content FROM repositories r
-              JOIN generation_files g ON g.generation_id = r.active_generation_id
-              JOIN file_versions fv ON fv.id = g.file_version_id
-              JOIN file_contents fc ON fc.project_id = fv.project_id AND fc.content_sha256 = fv.content_sha256
-             WHERE r.project_id = $1 AND (r.name = $2 OR r.source = $2 OR r.id::text = $2) AND fv.path = $3
-             LIMIT 1
-            """,
-            project,
-            repository,
-            path,
-        )
+        async with pool().acquire() as conn:
+            try:
+                repository_ids = await resolve_repositories(conn, project, repository)
+            except SearchError as error:
+                raise ToolError(str(error)) from None
+            row = await conn.fetchrow(
+                """
+                SELECT r.name, fc.content FROM repositories r
+                  JOIN generation_files g ON g.generation_id = r.active_generation_id
+                  JOIN file_versions fv ON fv.id = g.file_version_id
+                  JOIN file_contents fc ON fc.project_id = fv.project_id AND fc.content_sha256 = fv.content_sha256
+                 WHERE r.project_id = $1 AND r.id = ANY($2::uuid[]) AND fv.path = $3
+                 LIMIT 1
+                """,
+                project,
+                repository_ids,
+                path,
+            )
         if row is None:
             raise ToolError(f"no indexed file {path!r} in repository {repository!r} of project {project!r}")
         lines = row["content"].split("\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,9 +13,9 @@ import asyncpg
 import pytest
 
 from codebase_mcp.db import migrations
-from codebase_mcp.db.connect import connect
 from codebase_mcp.db.embedded import EmbeddedPostgres
 from codebase_mcp.settings import get_settings
+from tests.support import connection
 
 
 def with_database(dsn: str, database: str) -> str:
@@ -43,11 +44,8 @@ def database_url(embedded_pg: EmbeddedPostgres) -> str:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    conn = await connect(database_url)
-    try:
+    async with connection(database_url) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -66,6 +64,13 @@ async def empty_database_url(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def migrated_database_url(empty_database_url: str) -> str:
+    """A brand-new database migrated to head: for tests whose executors claim every pending row."""
+    await asyncio.to_thread(migrations.upgrade, empty_database_url)
+    return empty_database_url
 
 
 @pytest.fixture

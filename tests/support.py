@@ -6,10 +6,14 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+from codebase_mcp.db.connect import connect
 
 SCRIPT_DIR = Path(sys.executable).parent
 
@@ -226,3 +230,13 @@ def indexer_process(job_id: uuid.UUID, dsn: str, **env: str) -> subprocess.Popen
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@asynccontextmanager
+async def connection(dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """A connection with pgvector's codec, closed afterwards."""
+    conn = await connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()

@@ -14,8 +14,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from codebase_mcp.db import migrations
-from codebase_mcp.db.connect import connect
 from codebase_mcp.dispatch import Dispatcher
 from codebase_mcp.settings import Settings
 from mcp_gateway.local_executor import SubprocessLauncher
@@ -25,18 +23,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def dsn(empty_database_url: str) -> str:
-    await asyncio.to_thread(migrations.upgrade, empty_database_url)
-    return empty_database_url
+def dsn(migrated_database_url: str) -> str:
+    return migrated_database_url
 
 
 @pytest.fixture
 async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    connection = await connect(dsn)
-    try:
+    async with support.connection(dsn) as connection:
         yield connection
-    finally:
-        await connection.close()
 
 
 @pytest.fixture

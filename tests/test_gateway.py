@@ -17,7 +17,6 @@ import uvicorn
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from codebase_mcp.db import migrations
 from codebase_mcp.db.embedded import find_free_port
 from codebase_mcp.dispatch import Dispatcher
 from codebase_mcp.embedding import Embedder, get_embedder
@@ -43,9 +42,8 @@ def embedder() -> Embedder:
 
 
 @pytest.fixture
-async def gateway(empty_database_url: str, tmp_path: Path, embedder: Embedder) -> AsyncIterator[Gateway]:
-    dsn = empty_database_url
-    await asyncio.to_thread(migrations.upgrade, dsn)
+async def gateway(migrated_database_url: str, tmp_path: Path, embedder: Embedder) -> AsyncIterator[Gateway]:
+    dsn = migrated_database_url
     workspace = tmp_path / "allowed"
     workspace.mkdir()
     tokens = {name: secrets.token_urlsafe(24) for name in ("alice", "bob", "admin")}
