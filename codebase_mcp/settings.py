@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     tokens_file: Path | None = Field(
         default=None, description="JSON file of bearer-token digests and their projects (mcp_gateway/auth.py)."
     )
+    tasks_url: str = Field(
+        default="memory://",
+        min_length=1,
+        description="Backend of MCP task-augmented calls: memory:// (one gateway) or redis://host:port/db (replicas).",
+    )
     embedded_db_port: int | None = Field(
         default=None,
         ge=1,

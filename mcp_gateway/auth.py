@@ -58,7 +58,7 @@ def load_grants(path: Path) -> list[Grant]:
         raise TokenFileError(f"tokens file {path} does not exist") from None
     except (OSError, json.JSONDecodeError) as error:
         raise TokenFileError(f"tokens file {path} cannot be read: {error}") from None
-    grants = []
+    grants: list[Grant] = []
     for number, entry in enumerate(document.get("tokens", []), start=1):
         try:
             projects = frozenset(entry["projects"])
@@ -67,7 +67,11 @@ def load_grants(path: Path) -> list[Grant]:
                 validate_project_id(project)
             if default is not None:
                 validate_project_id(default)
-            grants.append(Grant(str(entry["name"]), bytes.fromhex(entry["sha256"]), projects, default))
+            name = str(entry["name"])
+            # The name is the token's client_id, which also scopes its MCP tasks: it must be unique.
+            if any(grant.name == name for grant in grants):
+                raise ValueError(f"the name {name!r} is used by an earlier entry; token names must be unique")
+            grants.append(Grant(name, bytes.fromhex(entry["sha256"]), projects, default))
         except (KeyError, TypeError, ValueError) as error:
             raise TokenFileError(f"tokens file {path}, entry {number}: {error}") from None
     if not grants:

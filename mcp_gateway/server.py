@@ -15,13 +15,15 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
+from fastmcp.utilities.tasks import TaskConfig
+from fastmcp_tasks import TasksExtension
 from pydantic import BaseModel, Field
 
 from codebase_mcp.db.connect import create_pool
@@ -37,7 +39,7 @@ from mcp_gateway.observability import Metrics, ToolMetricsMiddleware, routes
 
 INSTRUCTIONS = """Semantic code search over indexed repositories.
 Index once with start_indexing_background (returns a job_id at once; indexing takes minutes),
-follow it with get_indexing_status, then use search_code to find code by meaning and read_file
+follow it with get_indexing_status or wait_for_indexing, then use search_code to find code by meaning and read_file
 to open more lines around a result. Jobs and their status are kept for JOB_STATUS_RETENTION_DAYS.
 """
 READ_FILE_MAX_LINES = 400
@@ -46,6 +48,9 @@ READ_FILE_MAX_LINES = 400
 SEARCH_SNIPPET_BUDGET = 24_000
 # A bounded wait stays well under the 60 s that clients such as Claude Code and Codex allow a call.
 MAX_WAIT_SECONDS = 30
+# Called as an MCP task the wait is decoupled from the HTTP request, so it may last as long as a job.
+MAX_TASK_WAIT_SECONDS = 3600
+TASK_POLL_INTERVAL = timedelta(seconds=2)
 WAIT_POLL_SECONDS = 1.0
 
 
@@ -173,6 +178,9 @@ def build_server(
         "codebase-mcp", instructions=INSTRUCTIONS, auth=verifier, lifespan=lifespan, mask_error_details=True
     )
     mcp.add_middleware(ToolMetricsMiddleware(metrics))
+    # Task-augmented calls (io.modelcontextprotocol/tasks) for clients that declare the extension;
+    # the task records live in TASKS_URL (in-process memory unless several replicas share Redis).
+    mcp.add_extension(TasksExtension(url=settings.tasks_url))
     live_workers = (lambda: len(launcher.live())) if launcher is not None else (lambda: 0)
     for path, handler in routes(metrics, pool, live_workers).items():
         mcp.custom_route(path, methods=["GET"])(handler)
@@ -186,7 +194,7 @@ def build_server(
         force_reindex: Annotated[bool, Field(description="re-embed every file, even unchanged ones")] = False,
     ) -> JobStarted:
         """Start indexing a repository in the background; returns a job_id at once.
-        Give repo_path or repo_url. Poll get_indexing_status(job_id) until completed."""
+        Give repo_path or repo_url. Follow it with get_indexing_status or wait_for_indexing."""
         project = resolve_project(project_id)
         if bool(repo_path) == bool(repo_url):
             raise ToolError("give exactly one of repo_path (a local directory) or repo_url (a git URL)")
@@ -233,40 +241,59 @@ def build_server(
             job_id=job_id,
             status="pending",
             project_id=project,
-            message="indexing queued; poll get_indexing_status with this job_id",
+            message="indexing queued; follow it with get_indexing_status or wait_for_indexing",
         )
 
+    async def job_status(job_id: str, project_id: str | None) -> JobStatus:
+        project = resolve_project(project_id)
+        row = await pool().fetchrow(
+            f"SELECT {_JOB_COLUMNS} FROM indexing_jobs WHERE id = $1 AND project_id = $2", _uuid(job_id), project
+        )
+        if row is None:
+            raise ToolError(f"no job {job_id} in project {project!r}; it may have expired after the retention period")
+        return _job(row)
+
     @mcp.tool(annotations={"readOnlyHint": True})
-    async def get_indexing_status(
+    async def get_indexing_status(job_id: str, project_id: str | None = None) -> JobStatus:
+        """Status and progress of an indexing job (percentage, phase message, counters, errors)."""
+        return await job_status(job_id, project_id)
+
+    # Task mode "optional": a client that declares the MCP tasks extension gets a task handle at once
+    # and the wait may last as long as a job; every other client gets a plain call bounded well under
+    # the 60 s that clients such as Claude Code and Codex allow. Cancelling such a task only stops the
+    # wait: the tool is read-only, and only cancel_indexing_background cancels a job.
+    @mcp.tool(
+        annotations={"readOnlyHint": True},
+        task=TaskConfig(mode="optional", poll_interval=TASK_POLL_INTERVAL),
+    )
+    async def wait_for_indexing(
         job_id: str,
         project_id: str | None = None,
-        wait_seconds: Annotated[
-            float, Field(ge=0, le=MAX_WAIT_SECONDS, description="wait up to this long for the job to end")
-        ] = 0,
+        timeout_seconds: Annotated[
+            float,
+            Field(
+                gt=0,
+                le=MAX_TASK_WAIT_SECONDS,
+                description=f"at most {MAX_WAIT_SECONDS} in a plain call; up to {MAX_TASK_WAIT_SECONDS} as an MCP task",
+            ),
+        ] = MAX_WAIT_SECONDS,
         ctx: Context | None = None,
     ) -> JobStatus:
-        """Status and progress of an indexing job (percentage, phase message, counters, errors).
-        With wait_seconds, returns as soon as the job ends, or after that long at the latest."""
-        project = resolve_project(project_id)
-        job = _uuid(job_id)
-
-        async def fetch() -> JobStatus:
-            row = await pool().fetchrow(
-                f"SELECT {_JOB_COLUMNS} FROM indexing_jobs WHERE id = $1 AND project_id = $2", job, project
+        """Wait for an indexing job to end and return its status; returns early when it ends.
+        If it is still running after timeout_seconds, call again."""
+        as_task = ctx is not None and ctx.is_background_task
+        if timeout_seconds > MAX_WAIT_SECONDS and not as_task:
+            raise ToolError(
+                f"timeout_seconds may be at most {MAX_WAIT_SECONDS} in a plain call; call again to keep"
+                " waiting, or call this tool as an MCP task"
             )
-            if row is None:
-                raise ToolError(
-                    f"no job {job_id} in project {project!r}; it may have expired after the retention period"
-                )
-            return _job(row)
-
-        status = await fetch()
-        deadline = time.monotonic() + wait_seconds
+        status = await job_status(job_id, project_id)
+        deadline = time.monotonic() + timeout_seconds
         while not status.status.is_terminal and time.monotonic() < deadline:
-            if ctx is not None:  # for clients that show progress; the result carries it for the model
+            if ctx is not None:  # a progress notification, or a task's status message
                 await ctx.report_progress(status.progress_percentage, 100, status.progress_message)
             await asyncio.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-            status = await fetch()
+            status = await job_status(job_id, project_id)
         return status
 
     @mcp.tool(annotations={"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False})

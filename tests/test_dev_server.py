@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -152,3 +155,62 @@ async def test_people_cli_index_search_jobs(dev: DevServer) -> None:
     down = await asyncio.to_thread(cli, dev, "jobs", "list", *url)
     assert down.returncode == 1
     assert "cannot reach the gateway" in down.stderr
+
+
+class Terminal:
+    """A CLI process on a pseudo-terminal, as a person runs it: Ctrl-C and typed answers."""
+
+    def __init__(self, dev: DevServer, *args: str) -> None:
+        self.screen = ""
+        self._main, child = pty.openpty()
+        environment = {**os.environ, "CODEBASE_MCP_HOME": str(dev.home)}
+        self.process = subprocess.Popen([SCRIPT, *args], env=environment, stdin=child, stdout=child, stderr=child)
+        os.close(child)
+
+    def read_until(self, text: str, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while text not in self.screen:
+            assert time.monotonic() < deadline, f"{text!r} never appeared on the screen: {self.screen!r}"
+            if select.select([self._main], [], [], 0.2)[0]:
+                try:
+                    self.screen += os.read(self._main, 4096).decode(errors="replace")
+                except OSError:  # the process closed the terminal
+                    assert text in self.screen, f"the process ended without showing {text!r}: {self.screen!r}"
+
+    def type(self, text: str) -> None:
+        os.write(self._main, text.encode())
+
+    def finish(self) -> int:
+        code = self.process.wait(timeout=60)
+        with contextlib.suppress(OSError):
+            while select.select([self._main], [], [], 0.2)[0]:
+                chunk = os.read(self._main, 4096)
+                if not chunk:
+                    break
+                self.screen += chunk.decode(errors="replace")
+        os.close(self._main)
+        return code
+
+
+@pytest.mark.parametrize(("answer", "expected"), [("y", "cancelled"), ("n", "completed")])
+async def test_ctrl_c_during_index_wait_offers_to_cancel(dev: DevServer, answer: str, expected: str) -> None:
+    await asyncio.to_thread(dev.start)
+    repo = support.make_large_repository(dev.roots / "big", files=30, functions=10, salt=answer)
+    terminal = Terminal(dev, "index", str(repo), "--wait", "--url", dev.url)
+    await asyncio.to_thread(terminal.read_until, "%")  # the progress bar is up
+    job_id = terminal.screen.split()[1]
+    terminal.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    await asyncio.to_thread(terminal.read_until, "Cancel the indexing job? [y/N]")
+    terminal.type(answer + "\n")
+    assert await asyncio.to_thread(terminal.finish) == 130, terminal.screen
+    assert "Traceback" not in terminal.screen
+    if answer == "y":
+        assert "cancelled" in terminal.screen
+        assert (await call(dev, "get_indexing_status", job_id=job_id))["status"] == "cancelled"
+    else:
+        assert f"codebase-mcp jobs cancel {job_id}" in terminal.screen
+        deadline = time.monotonic() + 120
+        while (status := await call(dev, "get_indexing_status", job_id=job_id))["status"] in {"pending", "running"}:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.5)
+        assert status["status"] == expected

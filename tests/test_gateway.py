@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
+from fastmcp_tasks import call_tool_task
 
 from codebase_mcp.db.embedded import find_free_port
 from codebase_mcp.dispatch import Dispatcher
@@ -168,7 +169,7 @@ async def test_index_poll_search_and_read(gateway: Gateway) -> None:
         await call(gateway, "alice", "cancel_indexing_background", job_id=job["job_id"])
 
 
-async def test_status_can_wait_and_reports_progress(gateway: Gateway) -> None:
+async def test_wait_for_indexing_returns_when_the_job_ends_with_progress(gateway: Gateway) -> None:
     repo = support.make_large_repository(gateway.workspace / "wait", files=8, functions=6, salt=secrets.token_hex(4))
     job = await call(gateway, "alice", "start_indexing_background", repo_path=str(repo))
     notes: list[tuple[float, float | None, str | None]] = []
@@ -176,20 +177,52 @@ async def test_status_can_wait_and_reports_progress(gateway: Gateway) -> None:
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         notes.append((progress, total, message))
 
-    async with Client(gateway.url, auth=gateway.tokens["alice"]) as client:
+    # The handshake generation knows no tasks: a plain call, bounded, with progress notifications.
+    async with Client(gateway.url, auth=gateway.tokens["alice"], mode="legacy") as client:
         started = time.monotonic()
-        result = await client.call_tool(
-            "get_indexing_status", {"job_id": job["job_id"], "wait_seconds": 30}, progress_handler=on_progress
-        )
+        result = await client.call_tool("wait_for_indexing", {"job_id": job["job_id"]}, progress_handler=on_progress)
         waited = time.monotonic() - started
+        with pytest.raises(ToolError, match="at most 30 in a plain call"):
+            await client.call_tool("wait_for_indexing", {"job_id": job["job_id"], "timeout_seconds": 120})
     assert result.structured_content is not None
     assert result.structured_content["status"] == "completed"
     assert waited < 30, "returns as soon as the job ends"
     assert notes, "progress notifications while waiting"
     assert all(total == 100 for _, total, _ in notes)
     assert [p for p, _, _ in notes] == sorted(p for p, _, _ in notes)
-    with pytest.raises(ToolError, match="less than or equal to 30"):
-        await call(gateway, "alice", "get_indexing_status", job_id=job["job_id"], wait_seconds=120)
+
+
+async def test_wait_for_indexing_as_an_mcp_task(gateway: Gateway) -> None:
+    repo = support.make_large_repository(gateway.workspace / "task", files=10, functions=8, salt=secrets.token_hex(4))
+    job = await call(gateway, "alice", "start_indexing_background", repo_path=str(repo))
+    async with Client(gateway.url, auth=gateway.tokens["alice"]) as client:
+        started = time.monotonic()
+        task = await call_tool_task(client, "wait_for_indexing", {"job_id": job["job_id"], "timeout_seconds": 600})
+        assert time.monotonic() - started < 2, "a task-augmented call returns a handle at once"
+        first = await task.status()
+        assert first.status == "working"
+        result = await task.result()
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "completed"
+    assert result.structured_content["job_id"] == job["job_id"]
+
+    # The task runs with its caller's token: another project's job stays invisible.
+    async with Client(gateway.url, auth=gateway.tokens["bob"]) as bob:
+        denied = await call_tool_task(bob, "wait_for_indexing", {"job_id": job["job_id"], "timeout_seconds": 60})
+        with pytest.raises(ToolError, match="no job"):
+            await denied.result()
+
+
+async def test_cancelling_a_wait_task_leaves_the_job_running(gateway: Gateway) -> None:
+    repo = support.make_large_repository(gateway.workspace / "keep", files=30, functions=10, salt=secrets.token_hex(4))
+    job = await call(gateway, "alice", "start_indexing_background", repo_path=str(repo))
+    async with Client(gateway.url, auth=gateway.tokens["alice"]) as client:
+        task = await call_tool_task(client, "wait_for_indexing", {"job_id": job["job_id"], "timeout_seconds": 600})
+        await task.cancel()
+        final = await task.wait(timeout=30)
+    assert final.status == "cancelled"
+    status = await wait_done(gateway, "alice", job["job_id"])
+    assert status["status"] == "completed", "only cancel_indexing_background cancels a job"
 
 
 async def test_cancel_a_running_job(gateway: Gateway) -> None:
@@ -259,6 +292,7 @@ async def test_official_sdk_client(gateway: Gateway) -> None:
         assert {
             "start_indexing_background",
             "get_indexing_status",
+            "wait_for_indexing",
             "cancel_indexing_background",
             "list_indexing_jobs",
             "list_repositories",

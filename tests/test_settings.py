@@ -28,6 +28,7 @@ KNOBS = [
     "GIT_TOKEN",
     "GIT_TOKEN_FILE",
     "TOKENS_FILE",
+    "TASKS_URL",
 ]
 
 
