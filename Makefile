@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: install dev lint test bench bench-quick clean
+.PHONY: install dev lint test image test-image bench bench-quick bench-image clean
 
 install: $(VENV)/.installed
 
@@ -32,9 +32,26 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
+# The container image (Dockerfile): starts a Docker engine where none runs, makes the Debian base
+# image unless BASE_IMAGE names another (python:3.12-slim where public images can be pulled).
+IMAGE ?= codebase-mcp:dev
+image:
+	IMAGE='$(IMAGE)' bash scripts/image.sh
+
+# Builds the image, then runs it for real: indexer and gateway containers against the embedded
+# PostgreSQL, as non-root, read-only root filesystem, SIGTERM mid-run.
+test-image: install
+	docker_client=$$(IMAGE='$(IMAGE)' bash scripts/image.sh | sed -n 's/^DOCKER=//p') && \
+	CODEBASE_MCP_IMAGE='$(IMAGE)' CODEBASE_MCP_DOCKER="$$docker_client" $(BIN)/pytest -m image tests/test_image.py
+
 # Benchmarks print tables and append them to docs/benchmarks.md.
 bench: install
 	$(BIN)/python -m bench.indexing
+	$(BIN)/python -m bench.image
+
+# Image size, cold build and source-only rebuild times (needs what `make image` needs).
+bench-image: install
+	$(BIN)/python -m bench.image
 
 bench-quick: install
 	$(BIN)/python -m bench.indexing --quick

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -240,3 +240,15 @@ async def connection(dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
         yield conn
     finally:
         await conn.close()
+
+
+def embedding_started(conn: asyncpg.Connection[Any], job_id: uuid.UUID) -> Callable[[], Awaitable[bool]]:
+    """A check that a job's indexer has embedded its first batch (and so is mid-run)."""
+
+    async def check() -> bool:
+        message = await conn.fetchval("SELECT progress_message FROM indexing_jobs WHERE id = $1", job_id)
+        return (
+            bool(message) and message.startswith("Embedding chunks") and not message.startswith("Embedding chunks 0/")
+        )
+
+    return check

@@ -43,16 +43,6 @@ async def wait_exit(process: Any, seconds: float) -> int:
     return code
 
 
-def embedding_started(conn: asyncpg.Connection[Any], job_id: uuid.UUID) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        message = await conn.fetchval("SELECT progress_message FROM indexing_jobs WHERE id = $1", job_id)
-        return (
-            bool(message) and message.startswith("Embedding chunks") and not message.startswith("Embedding chunks 0/")
-        )
-
-    return check
-
-
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
     return get_embedder()
@@ -118,7 +108,7 @@ async def reindex_mid_embedding(
     job_id = await support.insert_job(db, project_id=project, repo_path=str(repo))
     process = support.indexer_process(job_id, database_url, ALLOWED_REPO_ROOTS=str(workspace), **FAST_CHECKS)
     try:
-        await wait_for(embedding_started(db, job_id), 90, "the embedding phase")
+        await wait_for(support.embedding_started(db, job_id), 90, "the embedding phase")
     except BaseException:
         process.kill()
         raise
@@ -179,7 +169,7 @@ async def test_sigterm_after_a_cancel_request_ends_cancelled(
         job_id, database_url, ALLOWED_REPO_ROOTS=str(workspace), CANCELLATION_CHECK_INTERVAL_SECONDS="60"
     )
     try:
-        await wait_for(embedding_started(db, job_id), 90, "the embedding phase")
+        await wait_for(support.embedding_started(db, job_id), 90, "the embedding phase")
         await db.execute("UPDATE indexing_jobs SET status = 'cancelled', cancelled_at = now() WHERE id = $1", job_id)
         process.send_signal(signal.SIGTERM)
         code = await wait_exit(process, 60)
@@ -218,7 +208,7 @@ async def test_database_restart_mid_run_ends_failed(tmp_path: Path, workspace: P
         job_id = await support.insert_job(conn, project_id=project, repo_path=str(repo))
         process = support.indexer_process(job_id, dsn, ALLOWED_REPO_ROOTS=str(workspace), **FAST_CHECKS)
         try:
-            await wait_for(embedding_started(conn, job_id), 90, "the embedding phase")
+            await wait_for(support.embedding_started(conn, job_id), 90, "the embedding phase")
             await conn.close()
             await asyncio.to_thread(server.stop)
             await asyncio.sleep(2)
