@@ -47,14 +47,18 @@ test-image: install
 # Benchmarks print tables and append them to docs/benchmarks.md.
 bench: install
 	$(BIN)/python -m bench.indexing
-	$(BIN)/python -m bench.image
-
-# Image size, cold build and source-only rebuild times (needs what `make image` needs).
-bench-image: install
+	$(BIN)/python -m bench.dispatch
+	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.image
 
 bench-quick: install
 	$(BIN)/python -m bench.indexing --quick
+	$(BIN)/python -m bench.dispatch --quick
+	$(BIN)/python -m bench.quality
+
+# Image size, cold build and source-only rebuild times (needs what `make image` needs).
+bench-image: install
+	$(BIN)/python -m bench.image
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -3,8 +3,8 @@
 Two candidate lists come from the project's active generations (filters applied inside SQL):
 - vector: HNSW cosine search with pgvector's iterative scan, so filters never starve it of rows;
 - text: PostgreSQL full-text search over code-aware tokens (identifiers split on case and `_`).
-They are fused by reciprocal rank fusion (score = sum of 1 / (60 + rank)), which needs no score
-calibration between the two and rewards chunks both lists agree on.
+They are fused by weighted reciprocal rank fusion (score = sum of weight / (k + rank); SearchTuning),
+which needs no score calibration between the two and rewards chunks both lists agree on.
 
 Every query filters on project_id first: the chunks partition of that project is the only one
 read, and repositories of other projects cannot match the repository filter.
@@ -27,11 +27,25 @@ from codebase_mcp.jobs import validate_project_id
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 50
 MAX_QUERY_CHARS = 2000
-RRF_K = 60
-# Each retriever proposes this many candidates (at least the limit).
-CANDIDATES = 50
 SNIPPET_MAX_LINES = 20
 SNIPPET_MAX_CHARS = 1200
+
+
+@dataclass(frozen=True)
+class SearchTuning:
+    """The ranking's knobs. bench/quality.py scores variants of them on a labelled query set;
+    the defaults are its best (docs/benchmarks.md)."""
+
+    # The model's ranking is the better one alone (recall@1 0.74 vs 0.35 for full text); full text
+    # mostly rescues what it misses, so it counts half, and a small k keeps the fused head sharp.
+    vector_weight: float = 2.0  # 0: no vector retrieval at all (and no query embedding)
+    text_weight: float = 1.0  # 0: no full-text retrieval
+    rrf_k: int = 10
+    candidates: int = 50  # each retriever proposes this many (at least the limit)
+    ef_search: int = 100  # HNSW search breadth; at least `candidates`
+
+
+DEFAULT_TUNING = SearchTuning()
 
 
 class SearchError(ValueError):
@@ -144,6 +158,7 @@ async def search_code(
     repository: str | None = None,
     language: str | None = None,
     path_glob: str | None = None,
+    tuning: SearchTuning = DEFAULT_TUNING,
 ) -> list[SearchHit]:
     try:
         validate_project_id(project_id)
@@ -159,21 +174,22 @@ async def search_code(
     repository_ids = await resolve_repositories(conn, project_id, repository) if repository else None
     regex = glob_to_regex(path_glob) if path_glob else None
     language = language.strip().lower() if language else None
-    candidates = max(CANDIDATES, limit)
+    candidates = max(tuning.candidates, limit)
 
-    vector = (await asyncio.to_thread(embedder.encode, [query]))[0]
+    vector = (await asyncio.to_thread(embedder.encode, [query]))[0] if tuning.vector_weight else None
+    text_query = search_query(query) if tuning.text_weight else ""
     filters = (project_id, repository_ids, language, regex)
     async with conn.transaction(readonly=True):
-        # Iterative scans keep walking the HNSW graph until enough rows pass the filters;
-        # ef_search at least the number of candidates we ask for.
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, candidates)}")
-        vector_ids = [row["id"] for row in await conn.fetch(_VECTOR_SQL, *filters, vector, candidates)]
-        text_query = search_query(query)
+        vector_ids: list[int] = []
+        if vector is not None:
+            # Iterative scans keep walking the HNSW graph until enough rows pass the filters.
+            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {max(tuning.ef_search, candidates)}")
+            vector_ids = [row["id"] for row in await conn.fetch(_VECTOR_SQL, *filters, vector, candidates)]
         text_ids = (
             [row["id"] for row in await conn.fetch(_TEXT_SQL, *filters, text_query, candidates)] if text_query else []
         )
-        fused = _fuse(vector_ids, text_ids)[:limit]
+        fused = _fuse(tuning.rrf_k, (vector_ids, tuning.vector_weight), (text_ids, tuning.text_weight))[:limit]
         rows = await conn.fetch(_DETAILS_SQL, project_id, [chunk_id for chunk_id, _ in fused])
     by_id = {row["id"]: row for row in rows}
     vector_rank = {chunk_id: rank for rank, chunk_id in enumerate(vector_ids, start=1)}
@@ -201,9 +217,10 @@ async def search_code(
     return hits
 
 
-def _fuse(*rankings: list[int]) -> list[tuple[int, float]]:
+def _fuse(k: int, *rankings: tuple[list[int], float]) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion: each list adds weight / (k + rank) to its chunks."""
     scores: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in rankings:
         for rank, chunk_id in enumerate(ranking, start=1):
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))

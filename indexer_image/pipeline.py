@@ -267,7 +267,8 @@ async def _scan_and_chunk(
                         piece.symbol,
                         piece.text,
                         hashlib.sha256(text.encode()).digest(),
-                        search_document(candidate.path, piece.symbol or "", piece.text),
+                        search_document(candidate.path, piece.symbol or ""),
+                        search_document(piece.text),
                     )
                 )
         reporter.counters["files_indexed"] = len(work.files) + len(work.carried)

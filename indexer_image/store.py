@@ -48,7 +48,8 @@ class NewChunk:
     symbol: str | None
     content: str
     content_sha256: bytes  # of the text that was embedded
-    search_text: str
+    search_names: str  # code tokens of path and symbol: weight A in search_tsv, so a name match ranks first
+    search_body: str  # code tokens of the content
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,8 @@ async def _write_chunks(
         """
         CREATE TEMP TABLE chunk_stage (
             n INTEGER, file_version_id BIGINT, path TEXT, language TEXT, symbol_name TEXT, start_line INTEGER,
-            end_line INTEGER, content TEXT, content_sha256 BYTEA, embedding vector(384), search_text TEXT
+            end_line INTEGER, content TEXT, content_sha256 BYTEA, embedding vector(384), search_names TEXT,
+            search_body TEXT
         ) ON COMMIT DROP
         """
     )
@@ -252,7 +254,8 @@ async def _write_chunks(
                 chunk.content,
                 chunk.content_sha256,
                 np.asarray(vector, dtype=np.float32),
-                chunk.search_text,
+                chunk.search_names,
+                chunk.search_body,
             )
         )
     # Binary COPY: no per-row statements, and vectors travel in pgvector's binary format.
@@ -264,7 +267,8 @@ async def _write_chunks(
             INSERT INTO chunks (project_id, repository_id, file_version_id, path, language, symbol_name, start_line,
                                 end_line, content, content_sha256, embedding, search_tsv)
             SELECT $1, $2, file_version_id, path, language, symbol_name, start_line, end_line, content,
-                   content_sha256, embedding, to_tsvector('english', search_text)
+                   content_sha256, embedding,
+                   setweight(to_tsvector('english', search_names), 'A') || to_tsvector('english', search_body)
               FROM chunk_stage WHERE n >= $3 AND n < $4
             """,
             key.project_id,

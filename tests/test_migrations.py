@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 import asyncpg
+import numpy as np
 
 from codebase_mcp.db import migrations
 from codebase_mcp.jobs import IndexingJobStatus
+from tests.support import connection
 
 APP_TABLES = {
     "indexing_jobs",
@@ -195,3 +198,40 @@ async def test_vector_indexes_exist(database_url: str) -> None:
     }
     assert "USING hnsw (embedding vector_cosine_ops)" in indexes["idx_chunks_embedding_hnsw"]
     assert "USING gin (search_tsv)" in indexes["idx_chunks_search_tsv"]
+
+
+async def test_0004_weights_the_names_of_chunks_written_before_it(empty_database_url: str) -> None:
+    dsn = empty_database_url
+    await asyncio.to_thread(migrations.upgrade, dsn, "0003")
+    async with connection(dsn) as conn:
+        await conn.execute("SELECT ensure_project('old')")
+        repo = await conn.fetchval(
+            "INSERT INTO repositories (project_id, name, source_kind, source) VALUES ('old', 'r', 'path', '/r')"
+            " RETURNING id"
+        )
+        digest = hashlib.sha256(b"body").digest()
+        await conn.execute("INSERT INTO file_contents VALUES ('old', $1, 'body')", digest)
+        version = await conn.fetchval(
+            "INSERT INTO file_versions (project_id, repository_id, path, content_sha256, size_bytes, line_count)"
+            " VALUES ('old', $1, 'pkg/config_loader.py', $2, 4, 1) RETURNING id",
+            repo,
+            digest,
+        )
+        # A chunk as the indexer wrote it before 0004: every token at the default weight.
+        await conn.execute(
+            "INSERT INTO chunks (project_id, repository_id, file_version_id, path, symbol_name, start_line, end_line,"
+            " content, content_sha256, embedding, search_tsv) VALUES ('old', $1, $2, 'pkg/config_loader.py',"
+            " 'ConfigLoader.read_section', 1, 1, 'return value', $3, $4, to_tsvector('english', 'return value'))",
+            repo,
+            version,
+            digest,
+            np.ones(384, dtype=np.float32) / np.sqrt(384),
+        )
+    weighted = "SELECT array_agg(lexeme ORDER BY lexeme) FROM chunks, unnest(search_tsv) WHERE 'A' = ANY(weights)"
+    await asyncio.to_thread(migrations.upgrade, dsn)
+    [row] = await _fetch(dsn, weighted)
+    assert set(row[0]) >= {"configload", "read", "section", "pkg"}, row[0]
+    assert "return" not in row[0], "the code itself keeps its default weight"
+    await asyncio.to_thread(migrations.downgrade, dsn, "0003")
+    [row] = await _fetch(dsn, weighted)
+    assert row[0] is None

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -76,14 +76,19 @@ def current(dsn: str) -> str | None:
     return text.split()[0] if text else None
 
 
+def run_with_connection(work: Callable[[Any], Awaitable[Any]]) -> None:
+    """Run `work(asyncpg connection)` inside the current migration's transaction (data migrations)."""
+    from alembic import op
+
+    adapted = op.get_bind().connection.dbapi_connection
+    assert adapted is not None
+    adapted.run_async(work)
+
+
 def run_sql_script(sql: str) -> None:
     """Run a multi-statement SQL script inside the current migration's transaction.
 
     SQLAlchemy's asyncpg adapter prepares every statement, and a prepared statement holds one
     command; asyncpg's own execute() without arguments uses the simple query protocol instead.
     """
-    from alembic import op
-
-    adapted = op.get_bind().connection.dbapi_connection
-    assert adapted is not None
-    adapted.run_async(lambda conn: conn.execute(sql))
+    run_with_connection(lambda conn: conn.execute(sql))
