@@ -20,12 +20,21 @@ REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
 @contextmanager
-def throwaway_database() -> Iterator[str]:
-    """A fresh embedded PostgreSQL, migrated, removed afterwards: benchmarks never touch user data."""
+def throwaway_database(settings: dict[str, str] | None = None) -> Iterator[str]:
+    """A fresh embedded PostgreSQL, migrated, removed afterwards: benchmarks never touch user data.
+
+    `settings` are server parameters, written where ALTER SYSTEM writes them and applied by a
+    restart before the database is used.
+    """
     with tempfile.TemporaryDirectory(prefix="codebase-mcp-bench-") as home:
         server = EmbeddedPostgres(Path(home))
         dsn = server.start()
         try:
+            if settings:
+                with (server.data_dir / "postgresql.auto.conf").open("a") as conf:
+                    conf.writelines(f"{name} = '{value}'\n" for name, value in settings.items())
+                server.stop()
+                dsn = server.start()
             migrations.upgrade(dsn)
             yield dsn
         finally:

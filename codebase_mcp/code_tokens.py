@@ -35,12 +35,3 @@ def code_tokens(text: str) -> list[str]:
 def search_document(*texts: str) -> str:
     """The text PostgreSQL turns into a chunk's tsvector (path, symbol and code)."""
     return " ".join(token for text in texts for token in code_tokens(text))
-
-
-def search_query(text: str) -> str | None:
-    """A to_tsquery() expression matching any token of the query (None when it has none).
-
-    Tokens are [a-z0-9_] only, so the expression cannot carry tsquery operators from the input.
-    """
-    unique = list(dict.fromkeys(token for token in code_tokens(text) if token.strip("_")))
-    return " | ".join(unique) if unique else None

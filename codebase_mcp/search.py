@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from codebase_mcp.code_tokens import search_query
+from codebase_mcp.code_tokens import search_document
 from codebase_mcp.embedding import Embedder
 from codebase_mcp.jobs import validate_project_id
 
@@ -43,9 +43,15 @@ class SearchTuning:
     rrf_k: int = 10
     candidates: int = 50  # each retriever proposes this many (at least the limit)
     ef_search: int = 100  # HNSW search breadth; at least `candidates`
+    # A query term found in more than this share of the project's chunks is left out of the
+    # full-text query (1.0: keep every term); see _text_query.
+    common_term_share: float = 0.1
 
 
 DEFAULT_TUNING = SearchTuning()
+
+
+_LEXEME = re.compile(r"[a-z0-9_]+")
 
 
 class SearchError(ValueError):
@@ -114,16 +120,29 @@ _ACTIVE_AND_FILTERED = """
     AND ($4::text IS NULL OR c.path ~ $4)
 """
 
-_VECTOR_SQL = f"""
+VECTOR_SQL = f"""
 SELECT c.id FROM chunks c
  WHERE {_ACTIVE_AND_FILTERED}
  ORDER BY c.embedding <=> $5 LIMIT $6
 """
 
 _TEXT_SQL = f"""
-SELECT c.id FROM chunks c, to_tsquery('english', $5) q
+SELECT c.id FROM chunks c, CAST($5 AS tsquery) q
  WHERE {_ACTIVE_AND_FILTERED} AND c.search_tsv @@ q
  ORDER BY ts_rank_cd(c.search_tsv, q) DESC, c.id LIMIT $6
+"""
+
+# The query's lexemes with the share of the project's chunks that contain each, from the statistics
+# ANALYZE keeps for the partition's tsvector column (lexemes rarer than its list count as 0).
+_TERM_SHARES_SQL = """
+SELECT t.lexeme, COALESCE(max(f.share), 0) AS share
+  FROM unnest(to_tsvector('english', $2)) t
+  LEFT JOIN (
+      SELECT unnest(s.most_common_elems::text::text[]) AS lexeme, unnest(s.most_common_elem_freqs) AS share
+        FROM projects p JOIN pg_stats s ON s.tablename = p.chunk_partition AND s.attname = 'search_tsv'
+       WHERE p.id = $1
+  ) f USING (lexeme)
+ GROUP BY t.lexeme
 """
 
 _DETAILS_SQL = """
@@ -177,7 +196,7 @@ async def search_code(
     candidates = max(tuning.candidates, limit)
 
     vector = (await asyncio.to_thread(embedder.encode, [query]))[0] if tuning.vector_weight else None
-    text_query = search_query(query) if tuning.text_weight else ""
+    text_query = await _text_query(conn, project_id, query, tuning.common_term_share) if tuning.text_weight else None
     filters = (project_id, repository_ids, language, regex)
     async with conn.transaction(readonly=True):
         vector_ids: list[int] = []
@@ -185,7 +204,7 @@ async def search_code(
             # Iterative scans keep walking the HNSW graph until enough rows pass the filters.
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             await conn.execute(f"SET LOCAL hnsw.ef_search = {max(tuning.ef_search, candidates)}")
-            vector_ids = [row["id"] for row in await conn.fetch(_VECTOR_SQL, *filters, vector, candidates)]
+            vector_ids = [row["id"] for row in await conn.fetch(VECTOR_SQL, *filters, vector, candidates)]
         text_ids = (
             [row["id"] for row in await conn.fetch(_TEXT_SQL, *filters, text_query, candidates)] if text_query else []
         )
@@ -215,6 +234,29 @@ async def search_code(
             )
         )
     return hits
+
+
+async def _text_query(conn: Any, project_id: str, query: str, common_share: float) -> str | None:
+    """The full-text query: the query's code tokens as lexemes, OR-ed, without the common ones.
+
+    Ranking costs one ts_rank_cd per matching chunk, so a term found in most chunks ("get",
+    "value", "response" in an HTTP library) makes the query scan most of the project while adding
+    nothing to the ranking: at 100,000 chunks such queries took most of a search's time
+    (docs/benchmarks.md). Like a search engine's stop words, but measured per project. When every
+    term is common, the rarest one stays.
+    """
+    tokens = search_document(query)
+    if not tokens:
+        return None
+    shares = {row["lexeme"]: row["share"] for row in await conn.fetch(_TERM_SHARES_SQL, project_id, tokens)}
+    # Lexemes of code tokens are [a-z0-9_] (the check keeps quotes and operators out regardless).
+    shares = {lexeme: share for lexeme, share in shares.items() if _LEXEME.fullmatch(lexeme)}
+    if not shares:
+        return None
+    kept = [lexeme for lexeme, share in shares.items() if share <= common_share]
+    if not kept:
+        kept = [min(shares, key=shares.__getitem__)]
+    return " | ".join(f"'{lexeme}'" for lexeme in sorted(kept))
 
 
 def _fuse(k: int, *rankings: tuple[list[int], float]) -> list[tuple[int, float]]:

@@ -368,6 +368,10 @@ async def _write(
         await store.collect_garbage(conn, key.project_id, repository_id)
     except asyncpg.PostgresError as error:  # harmless leftovers: unreferenced rows are never searched
         log.warning("garbage collection after job %s failed: %s", job.id, error, extra={"job_id": str(job.id)})
+    try:
+        await store.refresh_statistics(conn, key.project_id)
+    except asyncpg.PostgresError as error:  # autovacuum's analyze gets there later
+        log.warning("ANALYZE after job %s failed: %s", job.id, error, extra={"job_id": str(job.id)})
 
 
 async def _carried_chunk_count(conn: asyncpg.Connection[Any], project_id: str, versions: list[int]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import tempfile
 import uuid
@@ -13,7 +14,7 @@ import asyncpg
 import pytest
 
 from codebase_mcp.embedding import Embedder, get_embedder
-from codebase_mcp.search import search_code
+from codebase_mcp.search import SearchTuning, search_code
 from codebase_mcp.settings import Settings
 from indexer_image.chunking import chunk_text
 from indexer_image.pipeline import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, HEADER_TOKEN_RESERVE, embedding_text, run_job
@@ -98,6 +99,14 @@ async def test_full_lifecycle_and_search(
         "symlink outside repository": 1,
     }
     assert metadata["chunks_embedded"] + metadata["chunks_from_cache"] >= 1
+    # Planner statistics are fresh at once, so the first searches use the HNSW index.
+    analyzed = await db.fetchval(
+        "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = (SELECT chunk_partition FROM projects"
+        " WHERE id = $1)",
+        project,
+    )
+    assert analyzed is not None
+    assert analyzed >= row["completed_at"]
 
     paths = {
         record["path"]
@@ -121,6 +130,27 @@ async def test_full_lifecycle_and_search(
     assert found[0] == "java/jobs/RetryQueue.java:RetryQueue"
     assert all(hit.startswith("java/") for hit in found)
     assert not await search_code(db, embedder, project, "stolen secret", path_glob="escape.py")
+    # Query text is data, never tsquery syntax.
+    operators = await search_code(db, embedder, project, "a & !b | c:* <-> (d) compute_invoice_total")
+    assert any(hit.symbol == "compute_invoice_total" and hit.text_rank for hit in operators)
+
+
+async def test_full_text_leaves_out_terms_most_chunks_share(
+    db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path, project: str
+) -> None:
+    for n in range(12):
+        support.write(workspace / "common", f"m{n}.py", f"def widget_{n}(widget):\n    return widget * {n}\n")
+    support.write(workspace / "common", "rare.py", "def frobnicate(widget):\n    return widget\n")
+    await index(db, database_url, embedder, make_settings(workspace), project_id=project,
+                repo_path=str(workspace / "common"))  # fmt: skip
+    text_only = SearchTuning(vector_weight=0)
+    pruned = await search_code(db, embedder, project, "widget frobnicate", tuning=text_only)
+    assert [hit.symbol for hit in pruned] == ["frobnicate"], "'widget' is in every chunk: it ranks nothing"
+    everything = await search_code(db, embedder, project, "widget frobnicate",
+                                   tuning=dataclasses.replace(text_only, common_term_share=1.0))  # fmt: skip
+    assert len(everything) == 10, "kept, the common term matches every chunk"
+    alone = await search_code(db, embedder, project, "widget", tuning=text_only)
+    assert len(alone) == 10, "when every term is common, the rarest still searches"
 
 
 async def test_a_job_that_is_not_pending_is_refused(

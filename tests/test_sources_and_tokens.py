@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from codebase_mcp.code_tokens import code_tokens, search_query
+from codebase_mcp.code_tokens import code_tokens
 from codebase_mcp.search import SearchError, glob_to_regex
 from codebase_mcp.settings import Settings
 from indexer_image.sources import SourceError, validate_git_url, validate_ref
@@ -83,13 +83,6 @@ def test_code_tokens_split_identifiers() -> None:
     for expected in ["getusername", "get", "user", "name", "parseconfigfile", "parse", "config", "file", "http"]:
         assert expected in tokens
     assert "server" in tokens
-
-
-def test_search_query_cannot_carry_operators() -> None:
-    query = search_query("a & !b | c:* <-> (d)")
-    assert query is not None
-    assert set(query) <= set("abcd |")
-    assert search_query("!!! ???") is None
 
 
 @pytest.mark.parametrize(

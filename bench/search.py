@@ -1,0 +1,379 @@
+"""Search latency at scale and HNSW recall against exact search (`python -m bench.search`).
+
+Synthetic corpora (clustered unit vectors like a code base's embeddings, code-like words for full
+text) of 10k, 100k and 1M chunks, laid out as one project and as 20 projects, loaded into the real
+schema (files, generations, partitions, HNSW and GIN indexes) of a throwaway embedded PostgreSQL
+with shared_buffers raised to 4 GB, as a deployment would set it. Measured:
+- the SQL alone: codebase_mcp.search.search_code with the query vector given, so no model;
+- the whole `search_code` tool call over HTTP to a gateway process (query embedding included);
+p50/p95/p99 at 1, 8 and 32 concurrent clients, without and with filters; and recall@10 of the
+HNSW scan against an exact scan for several ef_search values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx2
+import numpy as np
+from fastmcp import Client
+
+from bench.common import append_report, table, throwaway_database
+from codebase_mcp.db.connect import connect, create_pool
+from codebase_mcp.db.embedded import find_free_port
+from codebase_mcp.embedding import Embedder, Vectors
+from codebase_mcp.search import DEFAULT_TUNING, VECTOR_SQL, SearchTuning, search_code
+from codebase_mcp.settings import EMBEDDING_DIMENSIONS
+from mcp_gateway.auth import grant_entry
+
+CHUNKS_PER_FILE = 10
+REPOSITORIES = 10
+LANGUAGES = [("python", "py"), ("go", "go"), ("typescript", "ts"), ("java", "java")]
+WORDS_PER_CHUNK = 40
+FILTERS: dict[str, dict[str, str]] = {
+    "none": {},
+    "repository": {"repository": "repo-3"},
+    "language": {"language": "go"},
+    "path glob": {"path_glob": "src/mod1*/**"},
+}
+rng = np.random.default_rng(7)
+VOCABULARY = [
+    "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), size=int(rng.integers(4, 10)))) for _ in range(5000)
+]
+# Zipf-like word frequencies, as in code: a few words everywhere, most rare.
+WORD_WEIGHTS = 1 / np.arange(1, len(VOCABULARY) + 1)
+WORD_WEIGHTS /= WORD_WEIGHTS.sum()
+
+
+class GivenVectors(Embedder):
+    """Returns the vector the benchmark chose for the query, so the SQL is timed without the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vectors: dict[str, np.ndarray[Any, Any]] = {}
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> Vectors:
+        return np.stack([self.vectors[text] for text in texts])
+
+
+@dataclass
+class Corpus:
+    centers: np.ndarray[Any, Any]
+    projects: list[str]
+
+
+def clustered(centers: np.ndarray[Any, Any], count: int, generator: np.random.Generator) -> np.ndarray[Any, Any]:
+    """Unit vectors around random centres: neighbours share a topic, as embeddings of code do."""
+    picks = generator.integers(0, len(centers), size=count)
+    noise = generator.standard_normal((count, EMBEDDING_DIMENSIONS)).astype(np.float32) * 0.06
+    vectors = centers[picks] + noise
+    normed: np.ndarray[Any, Any] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return normed
+
+
+def words(generator: np.random.Generator, count: int, rows: int = 1) -> list[str]:
+    """`rows` texts of `count` words each, drawn in one call (a million chunks need it fast)."""
+    picks = generator.choice(len(VOCABULARY), size=(rows, count), p=WORD_WEIGHTS)
+    return [" ".join(VOCABULARY[index] for index in row) for row in picks]
+
+
+async def load_project(conn: asyncpg.Connection[Any], project: str, chunks: int, centers: np.ndarray[Any, Any]) -> None:
+    """One project's rows: repositories with an active generation, files, and a filled chunks partition.
+
+    The partition is filled before it is attached, so PostgreSQL builds its indexes (HNSW
+    included) in bulk, as pgvector recommends for large loads, instead of row by row.
+    """
+    generator = np.random.default_rng(abs(hash(project)) % 2**32)
+    files = chunks // CHUNKS_PER_FILE
+    part = f"chunks_bench_{secrets.token_hex(4)}"
+    await conn.execute("INSERT INTO projects (id, chunk_partition) VALUES ($1, $2)", project, part)
+    await conn.execute(
+        """
+        INSERT INTO repositories (project_id, name, source_kind, source)
+        SELECT $1::text, 'repo-' || r, 'path', '/bench/' || $1::text || '/repo-' || r FROM generate_series(0, $2 - 1) r
+        """,
+        project,
+        REPOSITORIES,
+    )
+    await conn.execute(
+        "INSERT INTO index_generations (repository_id, project_id, embedding_model) SELECT id, project_id, 'bench'"
+        " FROM repositories WHERE project_id = $1",
+        project,
+    )
+    await conn.execute(
+        "UPDATE repositories r SET active_generation_id = g.id FROM index_generations g"
+        " WHERE g.repository_id = r.id AND r.project_id = $1",
+        project,
+    )
+    # File n lives in repository n % 10, language n % 4, folder src/mod<n % 50>.
+    await conn.execute(
+        """
+        INSERT INTO file_contents (project_id, content_sha256, content)
+        SELECT $1::text, sha256(convert_to('file ' || f, 'UTF8')), 'file ' || f FROM generate_series(0, $2 - 1) f
+        """,
+        project,
+        files,
+    )
+    await conn.execute(
+        """
+        INSERT INTO file_versions (project_id, repository_id, path, language, content_sha256, size_bytes, line_count)
+        SELECT $1::text, r.id,
+               'src/mod' || (f % 50) || '/file' || f || '.' || (ARRAY['py','go','ts','java'])[f % 4 + 1],
+               (ARRAY['python','go','typescript','java'])[f % 4 + 1], sha256(convert_to('file ' || f, 'UTF8')), 100, 10
+          FROM generate_series(0, $2 - 1) f
+          JOIN repositories r ON r.project_id = $1::text AND r.name = 'repo-' || (f % $3)
+        """,
+        project,
+        files,
+        REPOSITORIES,
+    )
+    await conn.execute(
+        "INSERT INTO generation_files SELECT r.active_generation_id, v.id FROM file_versions v"
+        " JOIN repositories r ON r.id = v.repository_id WHERE v.project_id = $1",
+        project,
+    )
+    versions = await conn.fetch(
+        "SELECT id, repository_id, path, language FROM file_versions WHERE project_id = $1 ORDER BY id", project
+    )
+    await conn.execute(
+        "CREATE UNLOGGED TABLE chunk_load (file_version_id BIGINT, repository_id UUID, path TEXT, language TEXT,"
+        " symbol_name TEXT, start_line INT, end_line INT, content TEXT, embedding vector(384))"
+    )
+    block = 50_000
+    for start in range(0, chunks, block):
+        count = min(block, chunks - start)
+        vectors = clustered(centers, count, generator)
+        texts = words(generator, WORDS_PER_CHUNK, count)
+        records = []
+        for offset in range(count):
+            n = start + offset
+            version = versions[n // CHUNKS_PER_FILE]
+            line = (n % CHUNKS_PER_FILE) * 20 + 1
+            records.append(
+                (version["id"], version["repository_id"], version["path"], version["language"], f"handler_{n}",
+                 line, line + 19, texts[offset], vectors[offset])
+            )  # fmt: skip
+        await conn.copy_records_to_table("chunk_load", records=records)
+    await conn.execute(f"CREATE TABLE {part} (LIKE chunks INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+    await conn.execute(
+        f"""
+        INSERT INTO {part} (project_id, repository_id, file_version_id, path, language, symbol_name, start_line,
+                            end_line, content, content_sha256, embedding, search_tsv)
+        SELECT $1, repository_id, file_version_id, path, language, symbol_name, start_line, end_line, content,
+               sha256(convert_to(content, 'UTF8')), embedding,
+               setweight(to_tsvector('english', path || ' ' || symbol_name), 'A') || to_tsvector('english', content)
+          FROM chunk_load
+        """,
+        project,
+    )
+    await conn.execute("DROP TABLE chunk_load")
+    await conn.execute("SET maintenance_work_mem = '6GB'")
+    await conn.execute("SET max_parallel_maintenance_workers = 1")
+    await conn.execute(f"ALTER TABLE chunks ATTACH PARTITION {part} FOR VALUES IN ('{project}')")
+    await conn.execute(f"VACUUM ANALYZE {part}")
+    await conn.execute("ANALYZE repositories, index_generations, file_versions, generation_files, file_contents")
+
+
+def percentiles(values: list[float]) -> list[str]:
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return [f"{statistics.median(values) * 1000:.1f}", f"{cuts[94] * 1000:.1f}", f"{cuts[98] * 1000:.1f}"]
+
+
+async def concurrently(clients: int, total: int, one: Callable[[int], Awaitable[None]]) -> list[float]:
+    """`total` calls spread over `clients` concurrent callers; each call's latency in seconds."""
+    latencies: list[float] = []
+
+    async def caller(first: int) -> None:
+        for n in range(first, total, clients):
+            started = time.perf_counter()
+            await one(n)
+            latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(caller(first) for first in range(clients)))
+    return latencies
+
+
+def make_queries(corpus: Corpus, count: int, embedder: GivenVectors) -> list[str]:
+    generator = np.random.default_rng(11)
+    vectors = clustered(corpus.centers, count, generator)
+    texts = [f"{text} #{n}" for n, text in enumerate(words(generator, 3, count))]
+    embedder.vectors.update(zip(texts, vectors, strict=True))
+    return texts
+
+
+async def sql_latency(dsn: str, corpus: Corpus, queries: list[str], embedder: GivenVectors) -> list[list[str]]:
+    rows = []
+    pool = await create_pool(dsn, min_size=1, max_size=32)
+    try:
+        # The same calls without leaving common terms out of the full-text query, side by side.
+        runs = [(clients, name, options, DEFAULT_TUNING) for clients in (1, 8, 32) for name, options in FILTERS.items()
+                if clients == 1 or name == "none"]  # fmt: skip
+        runs.insert(1, (1, "none, every query term kept", {}, replace(DEFAULT_TUNING, common_term_share=1.0)))
+        for clients, name, options, tuning in runs:
+
+            async def one(n: int, options: dict[str, str] = options, tuning: SearchTuning = tuning) -> None:
+                async with pool.acquire() as conn:
+                    await search_code(conn, embedder, corpus.projects[n % len(corpus.projects)], queries[n],
+                                      tuning=tuning, **options)  # type: ignore[arg-type]  # fmt: skip
+
+            await concurrently(clients, min(20, len(queries)), one)  # warm the caches
+            latencies = await concurrently(clients, len(queries), one)
+            rows.append([f"SQL, {clients} client(s), filter: {name}", *percentiles(latencies)])
+    finally:
+        await pool.close()
+    return rows
+
+
+async def recall(dsn: str, corpus: Corpus, queries: list[str], embedder: GivenVectors) -> list[list[str]]:
+    """recall@10 of the HNSW scan (iterative, as search_code runs it) against an exact scan."""
+    conn = await connect(dsn)
+    rows = []
+    try:
+        project = corpus.projects[0]
+        sample = queries[:50]
+        for name, repository in (("none", None), ("repository", "repo-3")):
+            ids = None
+            if repository:
+                ids = [
+                    await conn.fetchval(
+                        "SELECT id FROM repositories WHERE project_id = $1 AND name = $2", project, repository
+                    )
+                ]
+            exact: list[set[int]] = []
+            async with conn.transaction():
+                await conn.execute("SET LOCAL enable_indexscan = off")
+                for text in sample:
+                    found = await conn.fetch(VECTOR_SQL, project, ids, None, None, embedder.vectors[text], 10)
+                    exact.append({row["id"] for row in found})
+            for ef in (40, 100, 200, 400):
+                hits = 0
+                timings = []
+                async with conn.transaction():
+                    await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                    await conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
+                    for text, truth in zip(sample, exact, strict=True):
+                        started = time.perf_counter()
+                        found = await conn.fetch(VECTOR_SQL, project, ids, None, None, embedder.vectors[text], 10)
+                        timings.append(time.perf_counter() - started)
+                        hits += len({row["id"] for row in found} & truth)
+                rows.append(
+                    [name, str(ef), f"{hits / (10 * len(sample)):.3f}", f"{statistics.median(timings) * 1000:.1f}"]
+                )
+    finally:
+        await conn.close()
+    return rows
+
+
+async def tool_latency(dsn: str, corpus: Corpus, queries: list[str], workspace: Path) -> list[list[str]]:
+    token = secrets.token_urlsafe(24)
+    tokens = workspace / "tokens.json"
+    tokens.write_text(json.dumps({"tokens": [grant_entry("bench", token, ["*"], corpus.projects[0])]}))
+    port = find_free_port()
+    env = {**os.environ, "DATABASE_URL": dsn, "TOKENS_FILE": str(tokens)}
+    gateway = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "codebase_mcp.cli", "gateway", "--host", "127.0.0.1", "--port", str(port),
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    rows = []
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("gateway did not become ready")
+            await asyncio.sleep(0.3)
+        url = f"http://127.0.0.1:{port}/mcp"
+        for clients in (1, 8, 32):
+            for name, options in FILTERS.items():
+                if clients > 1 and name != "none":
+                    continue
+                async with AsyncExitStack() as stack:
+                    sessions = [await stack.enter_async_context(Client(url, auth=token)) for _ in range(clients)]
+
+                    async def one(
+                        n: int, options: dict[str, str] = options, sessions: list[Client[Any]] = sessions
+                    ) -> None:
+                        arguments = {
+                            "query": queries[n],
+                            "project_id": corpus.projects[n % len(corpus.projects)],
+                            **options,
+                        }
+                        await sessions[n % len(sessions)].call_tool("search_code", arguments)
+
+                    await concurrently(clients, min(20, len(queries)), one)
+                    latencies = await concurrently(clients, len(queries), one)
+                    rows.append([f"tool call, {clients} client(s), filter: {name}", *percentiles(latencies)])
+    finally:
+        gateway.terminate()
+        await gateway.wait()
+    return rows
+
+
+async def measure(dsn: str, size: int, layout: str, queries_count: int, workspace: Path, with_tool: bool) -> str:
+    generator = np.random.default_rng(size)
+    centers = generator.standard_normal((max(100, size // 200), EMBEDDING_DIMENSIONS)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    projects = ["bench"] if layout == "one project" else [f"bench-{n:02d}" for n in range(20)]
+    corpus = Corpus(centers, projects)
+    conn = await connect(dsn)
+    started = time.perf_counter()
+    try:
+        for project in projects:
+            await load_project(conn, project, size // len(projects), centers)
+    finally:
+        await conn.close()
+    loaded = time.perf_counter() - started
+    embedder = GivenVectors()
+    queries = make_queries(corpus, queries_count, embedder)
+    rows = await sql_latency(dsn, corpus, queries, embedder)
+    if with_tool:
+        rows += await tool_latency(dsn, corpus, queries, workspace)
+    body = (
+        f"### {size:,} chunks, {layout}\n\nLoaded and indexed in {loaded:.0f} s; {queries_count} queries per row.\n\n"
+    )
+    body += table(["measure", "p50 ms", "p95 ms", "p99 ms"], rows)
+    if layout == "one project":
+        body += "\n\nHNSW recall@10 against exact search (50 queries, iterative scan):\n\n"
+        body += table(["filter", "ef_search", "recall@10", "median ms"], await recall(dsn, corpus, queries, embedder))
+    return body
+
+
+async def main(sizes: list[int], layouts: list[str], queries_count: int) -> None:
+    sections = []
+    for size in sizes:
+        for layout in layouts:
+            with (
+                tempfile.TemporaryDirectory(prefix="codebase-mcp-bench-search-") as scratch,
+                throwaway_database(settings={"shared_buffers": "4GB"}) as dsn,
+            ):
+                sections.append(await measure(dsn, size, layout, queries_count, Path(scratch), with_tool=True))
+    append_report("Search latency", f"Defaults: {SearchTuning()}.\n\n" + "\n\n".join(sections))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated corpus sizes in chunks")
+    parser.add_argument("--layouts", default="one project,20 projects", help="comma-separated layouts")
+    parser.add_argument("--queries", type=int, default=200, help="queries per measured row")
+    arguments = parser.parse_args()
+    sizes = [int(size) for size in arguments.sizes.split(",")]
+    asyncio.run(main(sizes, arguments.layouts.split(","), arguments.queries))
