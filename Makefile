@@ -49,12 +49,14 @@ bench: install
 	$(BIN)/python -m bench.indexing
 	$(BIN)/python -m bench.dispatch
 	$(BIN)/python -m bench.quality
+	$(BIN)/python -m bench.search
 	$(BIN)/python -m bench.image
 
 bench-quick: install
 	$(BIN)/python -m bench.indexing --quick
 	$(BIN)/python -m bench.dispatch --quick
 	$(BIN)/python -m bench.quality
+	$(BIN)/python -m bench.search --sizes 10000 --queries 50
 
 # Image size, cold build and source-only rebuild times (needs what `make image` needs).
 bench-image: install

@@ -68,15 +68,22 @@ def machine() -> str:
 
 
 def commit() -> str:
+    """The commit measured; "+changes" when the working tree differs from it (figures of code
+    that no commit holds must say so)."""
     git = shutil.which("git")
     if git is None:
         return "unknown"
     try:
-        return subprocess.run(
+        head = subprocess.run(
             [git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=REPORT.parent
         ).stdout.strip()
+        changes = subprocess.run(
+            [git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True,
+            cwd=REPORT.parent,
+        ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return f"{head}+changes" if changes else head
 
 
 def median(values: list[float]) -> float:

@@ -43,9 +43,10 @@ class SearchTuning:
     rrf_k: int = 10
     candidates: int = 50  # each retriever proposes this many (at least the limit)
     ef_search: int = 100  # HNSW search breadth; at least `candidates`
-    # A query term found in more than this share of the project's chunks is left out of the
-    # full-text query (1.0: keep every term); see _text_query.
+    # A query term found in more than this share of the project's chunks, or in more than this
+    # many of them, is left out of the full-text query (1.0 / 0: keep every term); see _text_query.
     common_term_share: float = 0.1
+    max_term_matches: int = 5000
 
 
 DEFAULT_TUNING = SearchTuning()
@@ -135,7 +136,9 @@ SELECT c.id FROM chunks c, CAST($5 AS tsquery) q
 # The query's lexemes with the share of the project's chunks that contain each, from the statistics
 # ANALYZE keeps for the partition's tsvector column (lexemes rarer than its list count as 0).
 _TERM_SHARES_SQL = """
-SELECT t.lexeme, COALESCE(max(f.share), 0) AS share
+SELECT t.lexeme, COALESCE(max(f.share), 0) AS share,
+       (SELECT max(c.reltuples) FROM projects p JOIN pg_class c ON c.relname = p.chunk_partition WHERE p.id = $1)
+           AS chunks
   FROM unnest(to_tsvector('english', $2)) t
   LEFT JOIN (
       SELECT unnest(s.most_common_elems::text::text[]) AS lexeme, unnest(s.most_common_elem_freqs) AS share
@@ -196,7 +199,7 @@ async def search_code(
     candidates = max(tuning.candidates, limit)
 
     vector = (await asyncio.to_thread(embedder.encode, [query]))[0] if tuning.vector_weight else None
-    text_query = await _text_query(conn, project_id, query, tuning.common_term_share) if tuning.text_weight else None
+    text_query = await _text_query(conn, project_id, query, tuning) if tuning.text_weight else None
     filters = (project_id, repository_ids, language, regex)
     async with conn.transaction(readonly=True):
         vector_ids: list[int] = []
@@ -236,24 +239,32 @@ async def search_code(
     return hits
 
 
-async def _text_query(conn: Any, project_id: str, query: str, common_share: float) -> str | None:
+async def _text_query(conn: Any, project_id: str, query: str, tuning: SearchTuning) -> str | None:
     """The full-text query: the query's code tokens as lexemes, OR-ed, without the common ones.
 
-    Ranking costs one ts_rank_cd per matching chunk, so a term found in most chunks ("get",
-    "value", "response" in an HTTP library) makes the query scan most of the project while adding
-    nothing to the ranking: at 100,000 chunks such queries took most of a search's time
-    (docs/benchmarks.md). Like a search engine's stop words, but measured per project. When every
+    Ranking costs one ts_rank_cd per matching chunk (about 6 us), so a term found in most chunks
+    ("get", "value", "response" in an HTTP library) makes the query read most of the project while
+    adding nothing to the ranking: at 100,000 chunks such queries took 640 ms instead of 17
+    (docs/benchmarks.md). A term is left out when it is in more than `common_term_share` of the
+    chunks, or in more than `max_term_matches` of them, which bounds the cost at any size. Like a
+    search engine's stop words, but measured per project from ANALYZE's statistics. When every
     term is common, the rarest one stays.
     """
     tokens = search_document(query)
     if not tokens:
         return None
-    shares = {row["lexeme"]: row["share"] for row in await conn.fetch(_TERM_SHARES_SQL, project_id, tokens)}
+    rows = await conn.fetch(_TERM_SHARES_SQL, project_id, tokens)
     # Lexemes of code tokens are [a-z0-9_] (the check keeps quotes and operators out regardless).
-    shares = {lexeme: share for lexeme, share in shares.items() if _LEXEME.fullmatch(lexeme)}
+    shares = {row["lexeme"]: row["share"] for row in rows if _LEXEME.fullmatch(row["lexeme"])}
     if not shares:
         return None
-    kept = [lexeme for lexeme, share in shares.items() if share <= common_share]
+    chunks = max(0.0, rows[0]["chunks"] or 0.0)  # -1 or NULL before the first ANALYZE
+
+    def common(share: float) -> bool:
+        over_matches = tuning.max_term_matches > 0 and share * chunks > tuning.max_term_matches
+        return share > tuning.common_term_share or over_matches
+
+    kept = [lexeme for lexeme, share in shares.items() if not common(share)]
     if not kept:
         kept = [min(shares, key=shares.__getitem__)]
     return " | ".join(f"'{lexeme}'" for lexeme in sorted(kept))

@@ -146,8 +146,8 @@ async def test_full_text_leaves_out_terms_most_chunks_share(
     text_only = SearchTuning(vector_weight=0)
     pruned = await search_code(db, embedder, project, "widget frobnicate", tuning=text_only)
     assert [hit.symbol for hit in pruned] == ["frobnicate"], "'widget' is in every chunk: it ranks nothing"
-    everything = await search_code(db, embedder, project, "widget frobnicate",
-                                   tuning=dataclasses.replace(text_only, common_term_share=1.0))  # fmt: skip
+    every_term = dataclasses.replace(text_only, common_term_share=1.0, max_term_matches=0)
+    everything = await search_code(db, embedder, project, "widget frobnicate", tuning=every_term)
     assert len(everything) == 10, "kept, the common term matches every chunk"
     alone = await search_code(db, embedder, project, "widget", tuning=text_only)
     assert len(alone) == 10, "when every term is common, the rarest still searches"
