@@ -36,7 +36,7 @@ class SearchTuning:
     """The ranking's knobs. bench/quality.py scores variants of them on a labelled query set;
     the defaults are its best (docs/benchmarks.md)."""
 
-    # The model's ranking is the better one alone (recall@1 0.74 vs 0.35 for full text); full text
+    # The model's ranking is the better one alone (recall@1 0.74 vs about 0.4 for full text); full text
     # mostly rescues what it misses, so it counts half, and a small k keeps the fused head sharp.
     vector_weight: float = 2.0  # 0: no vector retrieval at all (and no query embedding)
     text_weight: float = 1.0  # 0: no full-text retrieval
