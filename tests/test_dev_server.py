@@ -157,6 +157,11 @@ async def test_people_cli_index_search_jobs(dev: DevServer) -> None:
     assert "cannot reach the gateway" in down.stderr
 
 
+INTERRUPTIBLE = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 class Terminal:
     """A CLI process on a pseudo-terminal, as a person runs it: Ctrl-C and typed answers."""
 
@@ -164,7 +169,10 @@ class Terminal:
         self.screen = ""
         self._main, child = pty.openpty()
         environment = {**os.environ, "CODEBASE_MCP_HOME": str(dev.home)}
-        self.process = subprocess.Popen([SCRIPT, *args], env=environment, stdin=child, stdout=child, stderr=child)
+        # A shell runs background jobs with SIGINT ignored, and the ignoring is inherited: put Ctrl-C
+        # back to its default, as a terminal's foreground process has it, whatever started pytest.
+        command = [sys.executable, "-c", INTERRUPTIBLE, SCRIPT, *args]
+        self.process = subprocess.Popen(command, env=environment, stdin=child, stdout=child, stderr=child)
         os.close(child)
 
     def read_until(self, text: str, seconds: float = 60) -> None:
