@@ -162,12 +162,12 @@ async def evaluate(dsn: str, embedder: Embedder, queries: list[Query], variants:
 VARIANTS = {
     "vector only": SearchTuning(text_weight=0),
     "full text only": SearchTuning(vector_weight=0),
-    "full text only, every query term kept": SearchTuning(vector_weight=0, common_term_share=1.0, max_term_matches=0),
+    "full text only, every query term kept": SearchTuning(vector_weight=0, common_term_share=1.0, max_text_matches=0),
     "hybrid, equal weights, RRF k=60": SearchTuning(vector_weight=1, rrf_k=60),
     "hybrid, vector weight 2, k=60": SearchTuning(vector_weight=2, rrf_k=60),
     "hybrid, vector weight 3, k=10": SearchTuning(vector_weight=3, rrf_k=10),
     "hybrid, text weight 2, k=10": SearchTuning(vector_weight=1, text_weight=2, rrf_k=10),
-    "hybrid, default but every query term kept": replace(DEFAULT_TUNING, common_term_share=1.0, max_term_matches=0),
+    "hybrid, default but every query term kept": replace(DEFAULT_TUNING, common_term_share=1.0, max_text_matches=0),
     f"hybrid, default ({DEFAULT_TUNING.vector_weight:g}:{DEFAULT_TUNING.text_weight:g}, k={DEFAULT_TUNING.rrf_k})": (
         DEFAULT_TUNING
     ),

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -46,10 +48,15 @@ class SearchTuning:
     # 0.75 at 100, 0.94 at 200 (+1.2 ms), 0.97 at 400 (+10 ms), but at 10k chunks 200 already makes
     # the planner pick an exact scan (28 ms instead of 0.8): it should follow the project's size.
     ef_search: int = 100
-    # A query term found in more than this share of the project's chunks, or in more than this
-    # many of them, is left out of the full-text query (1.0 / 0: keep every term); see _text_query.
+    # Past `chunks_per_ef` chunks a project searches one more candidate per that many, up to
+    # `max_ef_search` (0: always `ef_search`); see ef_search().
+    chunks_per_ef: int = 2500
+    max_ef_search: int = 400
+    # A query term found in more than this share of the project's chunks is left out of the full-text
+    # query, and the rarest terms are kept while their matches add up to at most `max_text_matches`
+    # (1.0 / 0: keep every term); see _text_query.
     common_term_share: float = 0.1
-    max_term_matches: int = 5000
+    max_text_matches: int = 2000
 
 
 DEFAULT_TUNING = SearchTuning()
@@ -136,19 +143,25 @@ SELECT c.id FROM chunks c, CAST($5 AS tsquery) q
  ORDER BY ts_rank_cd(c.search_tsv, q) DESC, c.id LIMIT $6
 """
 
+_PROJECT_CHUNKS_SQL = """
+SELECT max(c.reltuples) FROM projects p JOIN pg_class c ON c.relname = p.chunk_partition WHERE p.id = $1
+"""
+
 # The query's lexemes with the share of the project's chunks that contain each, from the statistics
-# ANALYZE keeps for the partition's tsvector column (lexemes rarer than its list count as 0).
-_TERM_SHARES_SQL = """
-SELECT t.lexeme, COALESCE(max(f.share), 0) AS share,
-       (SELECT max(c.reltuples) FROM projects p JOIN pg_class c ON c.relname = p.chunk_partition WHERE p.id = $1)
-           AS chunks
+# ANALYZE keeps for the partition's tsvector column (NULL for a lexeme rarer than its list), the
+# list's smallest share, and the number of chunks.
+_TERM_SHARES_SQL = f"""
+WITH stats AS (
+    SELECT s.most_common_elems::text::text[] AS lexemes, s.most_common_elem_freqs AS freqs
+      FROM projects p JOIN pg_stats s ON s.tablename = p.chunk_partition AND s.attname = 'search_tsv'
+     WHERE p.id = $1
+)
+SELECT t.lexeme,
+       (SELECT max(f.share) FROM stats, unnest(stats.lexemes, stats.freqs) f(lexeme, share)
+         WHERE f.lexeme = t.lexeme) AS share,
+       (SELECT freqs[cardinality(lexemes) + 1] FROM stats) AS least_share,
+       ({_PROJECT_CHUNKS_SQL}) AS chunks
   FROM unnest(to_tsvector('english', $2)) t
-  LEFT JOIN (
-      SELECT unnest(s.most_common_elems::text::text[]) AS lexeme, unnest(s.most_common_elem_freqs) AS share
-        FROM projects p JOIN pg_stats s ON s.tablename = p.chunk_partition AND s.attname = 'search_tsv'
-       WHERE p.id = $1
-  ) f USING (lexeme)
- GROUP BY t.lexeme
 """
 
 _DETAILS_SQL = """
@@ -173,8 +186,13 @@ async def resolve_repositories(conn: Any, project_id: str, repository: str) -> l
     return [row["id"] for row in rows]
 
 
+# asyncpg's classes are generic only to type checkers, hence the quotes.
+Connection: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
+Database: TypeAlias = "asyncpg.Pool[Any] | Connection"
+
+
 async def search_code(
-    conn: asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any],
+    db: Database,
     embedder: Embedder,
     project_id: str,
     query: str,
@@ -185,6 +203,13 @@ async def search_code(
     path_glob: str | None = None,
     tuning: SearchTuning = DEFAULT_TUNING,
 ) -> list[SearchHit]:
+    """The project's best `limit` chunks for `query`, filtered, best first.
+
+    Given a pool, the two retrievers run at once on two connections, and the full-text side
+    overlaps the query's embedding: one search costs the slower of the two, not their sum (on
+    the 2-core machine of docs/benchmarks.md, SQL p95 at 1M chunks). Given one connection, they
+    run one after the other.
+    """
     try:
         validate_project_id(project_id)
     except ValueError as error:
@@ -196,25 +221,42 @@ async def search_code(
         raise SearchError(f"query is longer than {MAX_QUERY_CHARS} characters; shorten it")
     if not 1 <= limit <= MAX_LIMIT:
         raise SearchError(f"limit must be between 1 and {MAX_LIMIT}")
-    repository_ids = await resolve_repositories(conn, project_id, repository) if repository else None
     regex = glob_to_regex(path_glob) if path_glob else None
     language = language.strip().lower() if language else None
     candidates = max(tuning.candidates, limit)
 
-    vector = (await asyncio.to_thread(embedder.encode, [query]))[0] if tuning.vector_weight else None
-    text_query = await _text_query(conn, project_id, query, tuning) if tuning.text_weight else None
-    filters = (project_id, repository_ids, language, regex)
-    async with conn.transaction(readonly=True):
-        vector_ids: list[int] = []
-        if vector is not None:
+    async def vector_side() -> list[int]:
+        if not tuning.vector_weight:
+            return []
+        vector = (await asyncio.to_thread(embedder.encode, [query]))[0]
+        async with _connection(db) as conn, conn.transaction(readonly=True):
+            chunks = await conn.fetchval(_PROJECT_CHUNKS_SQL, project_id)
             # Iterative scans keep walking the HNSW graph until enough rows pass the filters.
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            await conn.execute(f"SET LOCAL hnsw.ef_search = {max(tuning.ef_search, candidates)}")
-            vector_ids = [row["id"] for row in await conn.fetch(VECTOR_SQL, *filters, vector, candidates)]
-        text_ids = (
-            [row["id"] for row in await conn.fetch(_TEXT_SQL, *filters, text_query, candidates)] if text_query else []
-        )
-        fused = _fuse(tuning.rrf_k, (vector_ids, tuning.vector_weight), (text_ids, tuning.text_weight))[:limit]
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search(tuning, chunks or 0, candidates)}")
+            rows = await conn.fetch(VECTOR_SQL, *filters, vector, candidates)
+        return [row["id"] for row in rows]
+
+    async def text_side() -> list[int]:
+        if not tuning.text_weight:
+            return []
+        async with _connection(db) as conn:
+            text_query = await _text_query(conn, project_id, query, tuning)
+            rows = await conn.fetch(_TEXT_SQL, *filters, text_query, candidates) if text_query else []
+        return [row["id"] for row in rows]
+
+    # With a pool, each step takes a connection and gives it back before the next: a search never
+    # holds one while it waits for another, so concurrent searches cannot starve the pool.
+    async with _connection(db) as conn:
+        repository_ids = await resolve_repositories(conn, project_id, repository) if repository else None
+    filters = (project_id, repository_ids, language, regex)
+    if isinstance(db, asyncpg.Pool):
+        vector_ids, text_ids = await asyncio.gather(vector_side(), text_side())
+    else:
+        text_ids = await text_side()
+        vector_ids = await vector_side()
+    fused = _fuse(tuning.rrf_k, (vector_ids, tuning.vector_weight), (text_ids, tuning.text_weight))[:limit]
+    async with _connection(db) as conn:
         rows = await conn.fetch(_DETAILS_SQL, project_id, [chunk_id for chunk_id, _ in fused])
     by_id = {row["id"]: row for row in rows}
     vector_rank = {chunk_id: rank for rank, chunk_id in enumerate(vector_ids, start=1)}
@@ -222,7 +264,7 @@ async def search_code(
     hits = []
     for chunk_id, score in fused:
         row = by_id.get(chunk_id)
-        if row is None:  # replaced by a re-index between the two statements
+        if row is None:  # replaced by a re-index between the statements
             continue
         hits.append(
             SearchHit(
@@ -242,34 +284,59 @@ async def search_code(
     return hits
 
 
-async def _text_query(conn: Any, project_id: str, query: str, tuning: SearchTuning) -> str | None:
+
+@asynccontextmanager
+async def _connection(db: Database) -> AsyncIterator[Connection]:
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            yield conn
+    else:
+        yield db
+
+
+def ef_search(tuning: SearchTuning, chunks: float, candidates: int) -> int:
+    """HNSW search breadth for a project of `chunks` chunks: `tuning.ef_search`, growing with size.
+
+    A larger graph needs a broader search for the same recall, but a broad one on a small project
+    makes the planner prefer an exact scan (which is slower than the graph there), so the breadth
+    follows the project's size instead of being one number.
+    """
+    grown = int(chunks // tuning.chunks_per_ef) if tuning.chunks_per_ef else 0
+    return max(candidates, tuning.ef_search, min(tuning.max_ef_search, grown))
+
+
+async def _text_query(conn: Connection, project_id: str, query: str, tuning: SearchTuning) -> str | None:
     """The full-text query: the query's code tokens as lexemes, OR-ed, without the common ones.
 
-    Ranking costs one ts_rank_cd per matching chunk (about 6 us), so a term found in most chunks
-    ("get", "value", "response" in an HTTP library) makes the query read most of the project while
-    adding nothing to the ranking: at 100,000 chunks such queries took 640 ms instead of 17
-    (docs/benchmarks.md). A term is left out when it is in more than `common_term_share` of the
-    chunks, or in more than `max_term_matches` of them, which bounds the cost at any size. Like a
-    search engine's stop words, but measured per project from ANALYZE's statistics. When every
-    term is common, the rarest one stays.
+    Ranking costs one ts_rank_cd per matching chunk (a few microseconds each), so a term found in
+    most chunks ("get", "value", "response" in an HTTP library) makes the query read most of the
+    project while adding nothing to the ranking: at 100,000 chunks such queries took 640 ms instead
+    of 17 (docs/benchmarks.md). So a term found in more than `common_term_share` of the chunks is
+    left out (a search engine's stop words, measured per project from ANALYZE's statistics), and
+    the rarest terms are kept while their estimated matches add up to at most `max_text_matches`,
+    which bounds the cost at any size. The rarest term always stays.
     """
     tokens = search_document(query)
     if not tokens:
         return None
     rows = await conn.fetch(_TERM_SHARES_SQL, project_id, tokens)
     # Lexemes of code tokens are [a-z0-9_] (the check keeps quotes and operators out regardless).
-    shares = {row["lexeme"]: row["share"] for row in rows if _LEXEME.fullmatch(row["lexeme"])}
-    if not shares:
+    lexemes = [row for row in rows if _LEXEME.fullmatch(row["lexeme"])]
+    if not lexemes:
         return None
-    chunks = max(0.0, rows[0]["chunks"] or 0.0)  # -1 or NULL before the first ANALYZE
-
-    def common(share: float) -> bool:
-        over_matches = tuning.max_term_matches > 0 and share * chunks > tuning.max_term_matches
-        return share > tuning.common_term_share or over_matches
-
-    kept = [lexeme for lexeme, share in shares.items() if not common(share)]
-    if not kept:
-        kept = [min(shares, key=shares.__getitem__)]
+    chunks = max(0.0, lexemes[0]["chunks"] or 0.0)  # -1 or NULL before the first ANALYZE
+    # A lexeme missing from the list is rarer than its least common entry: half that, as
+    # PostgreSQL's own estimate for @@ assumes (0 before the first ANALYZE).
+    unlisted = (lexemes[0]["least_share"] or 0.0) / 2
+    shares = {row["lexeme"]: unlisted if row["share"] is None else row["share"] for row in lexemes}
+    kept: list[str] = []
+    matches = 0.0
+    for lexeme, share in sorted(shares.items(), key=lambda item: (item[1], item[0])):
+        over_budget = tuning.max_text_matches > 0 and matches + share * chunks > tuning.max_text_matches
+        if kept and (share > tuning.common_term_share or over_budget):
+            break
+        kept.append(lexeme)
+        matches += share * chunks
     return " | ".join(f"'{lexeme}'" for lexeme in sorted(kept))
 
 

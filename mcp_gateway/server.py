@@ -364,11 +364,11 @@ def build_server(
         """Find code by meaning (semantic + keyword) in the project's indexed repositories."""
         project = resolve_project(project_id)
         try:
-            async with pool().acquire() as conn:
-                hits = await search_code(
-                    conn, model(), project, query, limit=limit, repository=repository, language=language,
-                    path_glob=path_glob,
-                )  # fmt: skip
+            # Given the pool, the vector and full-text sides run at once on two connections.
+            hits = await search_code(
+                pool(), model(), project, query, limit=limit, repository=repository, language=language,
+                path_glob=path_glob,
+            )  # fmt: skip
         except SearchError as error:
             raise ToolError(str(error)) from None
         snippets = fit_snippets([hit.snippet for hit in hits], SEARCH_SNIPPET_BUDGET)

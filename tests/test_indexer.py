@@ -146,7 +146,10 @@ async def test_full_text_leaves_out_terms_most_chunks_share(
     text_only = SearchTuning(vector_weight=0)
     pruned = await search_code(db, embedder, project, "widget frobnicate", tuning=text_only)
     assert [hit.symbol for hit in pruned] == ["frobnicate"], "'widget' is in every chunk: it ranks nothing"
-    every_term = dataclasses.replace(text_only, common_term_share=1.0, max_term_matches=0)
+    by_budget = dataclasses.replace(text_only, common_term_share=1.0, max_text_matches=6)
+    budgeted = await search_code(db, embedder, project, "widget frobnicate", tuning=by_budget)
+    assert [hit.symbol for hit in budgeted] == ["frobnicate"], "'widget' alone would rank 13 chunks, over 6"
+    every_term = dataclasses.replace(text_only, common_term_share=1.0, max_text_matches=0)
     everything = await search_code(db, embedder, project, "widget frobnicate", tuning=every_term)
     assert len(everything) == 10, "kept, the common term matches every chunk"
     alone = await search_code(db, embedder, project, "widget", tuning=text_only)

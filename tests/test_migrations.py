@@ -235,3 +235,19 @@ async def test_0004_weights_the_names_of_chunks_written_before_it(empty_database
     await asyncio.to_thread(migrations.downgrade, dsn, "0003")
     [row] = await _fetch(dsn, weighted)
     assert row[0] is None
+
+
+async def test_0005_sets_finer_search_statistics_on_old_and_new_partitions(empty_database_url: str) -> None:
+    dsn = empty_database_url
+    target = (
+        "SELECT p.id, a.attstattarget FROM projects p"
+        " JOIN pg_attribute a ON a.attrelid = p.chunk_partition::regclass AND a.attname = 'search_tsv' ORDER BY p.id"
+    )
+    await asyncio.to_thread(migrations.upgrade, dsn, "0004")
+    await _fetch(dsn, "SELECT ensure_project('old')")
+    await asyncio.to_thread(migrations.upgrade, dsn)
+    await _fetch(dsn, "SELECT ensure_project('new')")
+    assert [tuple(row) for row in await _fetch(dsn, target)] == [("new", 1000), ("old", 1000)]
+    await asyncio.to_thread(migrations.downgrade, dsn, "0004")
+    await _fetch(dsn, "SELECT ensure_project('newer')")
+    assert [row[1] for row in await _fetch(dsn, target)] == [None, None, None], "back to the default target"
