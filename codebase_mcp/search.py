@@ -143,25 +143,25 @@ SELECT c.id FROM chunks c, CAST($5 AS tsquery) q
  ORDER BY ts_rank_cd(c.search_tsv, q) DESC, c.id LIMIT $6
 """
 
-_PROJECT_CHUNKS_SQL = """
-SELECT max(c.reltuples) FROM projects p JOIN pg_class c ON c.relname = p.chunk_partition WHERE p.id = $1
+# A parallel worker takes milliseconds to start, more than a search's whole scan of a few thousand
+# rows (EXPLAIN ANALYZE at 1M chunks: 13 ms with one worker); concurrent searches use the cores.
+_NO_PARALLEL_WORKERS = "SET LOCAL max_parallel_workers_per_gather = 0"
+
+# The project's partition: its size, and when ANALYZE last sampled it (which dates its statistics).
+_PROJECT_PARTITION_SQL = """
+SELECT c.oid, c.reltuples AS chunks,
+       greatest(pg_stat_get_last_analyze_time(c.oid), pg_stat_get_last_autoanalyze_time(c.oid)) AS analyzed_at
+  FROM projects p JOIN pg_class c ON c.relname = p.chunk_partition
+ WHERE p.id = $1
 """
 
-# The query's lexemes with the share of the project's chunks that contain each, from the statistics
-# ANALYZE keeps for the partition's tsvector column (NULL for a lexeme rarer than its list), the
-# list's smallest share, and the number of chunks.
-_TERM_SHARES_SQL = f"""
-WITH stats AS (
-    SELECT s.most_common_elems::text::text[] AS lexemes, s.most_common_elem_freqs AS freqs
-      FROM projects p JOIN pg_stats s ON s.tablename = p.chunk_partition AND s.attname = 'search_tsv'
-     WHERE p.id = $1
-)
-SELECT t.lexeme,
-       (SELECT max(f.share) FROM stats, unnest(stats.lexemes, stats.freqs) f(lexeme, share)
-         WHERE f.lexeme = t.lexeme) AS share,
-       (SELECT freqs[cardinality(lexemes) + 1] FROM stats) AS least_share,
-       ({_PROJECT_CHUNKS_SQL}) AS chunks
-  FROM unnest(to_tsvector('english', $2)) t
+# From the statistics ANALYZE keeps for the partition's tsvector column: the most common lexemes
+# with the share of chunks holding each, then (after the last lexeme's share) the least share.
+_LEXEME_SHARES_SQL = """
+SELECT s.most_common_elems::text::text[] AS lexemes, s.most_common_elem_freqs AS shares
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'search_tsv'
+ WHERE c.oid = $1
 """
 
 _DETAILS_SQL = """
@@ -230,17 +230,19 @@ async def search_code(
             return []
         vector = (await asyncio.to_thread(embedder.encode, [query]))[0]
         async with _connection(db) as conn, conn.transaction(readonly=True):
-            chunks = await conn.fetchval(_PROJECT_CHUNKS_SQL, project_id)
+            await conn.execute(_NO_PARALLEL_WORKERS)
+            chunks = (await project_statistics(conn, project_id)).chunks
             # Iterative scans keep walking the HNSW graph until enough rows pass the filters.
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            await conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search(tuning, chunks or 0, candidates)}")
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search(tuning, chunks, candidates)}")
             rows = await conn.fetch(VECTOR_SQL, *filters, vector, candidates)
         return [row["id"] for row in rows]
 
     async def text_side() -> list[int]:
         if not tuning.text_weight:
             return []
-        async with _connection(db) as conn:
+        async with _connection(db) as conn, conn.transaction(readonly=True):
+            await conn.execute(_NO_PARALLEL_WORKERS)
             text_query = await _text_query(conn, project_id, query, tuning)
             rows = await conn.fetch(_TEXT_SQL, *filters, text_query, candidates) if text_query else []
         return [row["id"] for row in rows]
@@ -284,7 +286,6 @@ async def search_code(
     return hits
 
 
-
 @asynccontextmanager
 async def _connection(db: Database) -> AsyncIterator[Connection]:
     if isinstance(db, asyncpg.Pool):
@@ -292,6 +293,43 @@ async def _connection(db: Database) -> AsyncIterator[Connection]:
             yield conn
     else:
         yield db
+
+
+@dataclass(frozen=True)
+class ProjectStatistics:
+    """What search plans with: the project's chunk count and its lexemes' shares of chunks."""
+
+    chunks: float
+    shares: dict[str, float]
+    unlisted_share: float  # estimate for a lexeme rarer than ANALYZE's list
+
+
+# Reading the lexeme list costs milliseconds at 10,000 entries (2-5 ms at 1M chunks, measured), as
+# much as the search itself, and it changes only when ANALYZE runs: each process keeps the list
+# of the partitions it searches, keyed by when they were last analysed, so it is never stale.
+_STATISTICS_CACHED_PARTITIONS = 256
+_statistics: dict[tuple[int, object], ProjectStatistics] = {}
+
+
+async def project_statistics(conn: Connection, project_id: str) -> ProjectStatistics:
+    partition = await conn.fetchrow(_PROJECT_PARTITION_SQL, project_id)
+    if partition is None:  # no chunks ever written
+        return ProjectStatistics(chunks=0.0, shares={}, unlisted_share=0.0)
+    chunks = max(0.0, partition["chunks"])  # -1 before the first ANALYZE
+    key = (partition["oid"], partition["analyzed_at"])
+    cached = _statistics.get(key)
+    if cached is None:
+        row = await conn.fetchrow(_LEXEME_SHARES_SQL, partition["oid"])
+        lexemes = list(row["lexemes"] or []) if row else []
+        shares = list(row["shares"] or []) if row else []
+        # A lexeme missing from the list is rarer than its least common entry: half that, as
+        # PostgreSQL's own estimate for @@ assumes (0 before the first ANALYZE).
+        least = shares[len(lexemes)] if len(shares) > len(lexemes) else 0.0
+        cached = ProjectStatistics(chunks, dict(zip(lexemes, shares, strict=False)), least / 2)
+        if len(_statistics) >= _STATISTICS_CACHED_PARTITIONS:
+            del _statistics[next(iter(_statistics))]  # the oldest entry
+        _statistics[key] = cached
+    return ProjectStatistics(chunks, cached.shares, cached.unlisted_share)
 
 
 def ef_search(tuning: SearchTuning, chunks: float, candidates: int) -> int:
@@ -319,16 +357,14 @@ async def _text_query(conn: Connection, project_id: str, query: str, tuning: Sea
     tokens = search_document(query)
     if not tokens:
         return None
-    rows = await conn.fetch(_TERM_SHARES_SQL, project_id, tokens)
+    found = await conn.fetchval("SELECT tsvector_to_array(to_tsvector('english', $1))", tokens)
     # Lexemes of code tokens are [a-z0-9_] (the check keeps quotes and operators out regardless).
-    lexemes = [row for row in rows if _LEXEME.fullmatch(row["lexeme"])]
+    lexemes = [lexeme for lexeme in found or [] if _LEXEME.fullmatch(lexeme)]
     if not lexemes:
         return None
-    chunks = max(0.0, lexemes[0]["chunks"] or 0.0)  # -1 or NULL before the first ANALYZE
-    # A lexeme missing from the list is rarer than its least common entry: half that, as
-    # PostgreSQL's own estimate for @@ assumes (0 before the first ANALYZE).
-    unlisted = (lexemes[0]["least_share"] or 0.0) / 2
-    shares = {row["lexeme"]: unlisted if row["share"] is None else row["share"] for row in lexemes}
+    statistics = await project_statistics(conn, project_id)
+    chunks = statistics.chunks
+    shares = {lexeme: statistics.shares.get(lexeme, statistics.unlisted_share) for lexeme in lexemes}
     kept: list[str] = []
     matches = 0.0
     for lexeme, share in sorted(shares.items(), key=lambda item: (item[1], item[0])):

@@ -156,6 +156,26 @@ async def test_full_text_leaves_out_terms_most_chunks_share(
     assert len(alone) == 10, "when every term is common, the rarest still searches"
 
 
+async def test_term_statistics_follow_each_new_index(
+    db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path, project: str
+) -> None:
+    """Search keeps a project's term statistics between queries; a job's ANALYZE must renew them."""
+    repo = workspace / "growing"
+    support.write(repo, "rare.py", "def frobnicate(gizmo):\n    return gizmo\n")
+    for n in range(12):
+        support.write(repo, f"other{n}.py", f"def unrelated_{n}():\n    return {n}\n")
+    settings = make_settings(workspace)
+    await index(db, database_url, embedder, settings, project_id=project, repo_path=str(repo))
+    text_only = SearchTuning(vector_weight=0)
+    before = await search_code(db, embedder, project, "gizmo frobnicate", tuning=text_only)
+    assert [hit.symbol for hit in before] == ["frobnicate"], "both terms are rare, in one chunk"
+    for n in range(12):
+        support.write(repo, f"m{n}.py", f"def gizmo_{n}(gizmo):\n    return gizmo * {n}\n")
+    await index(db, database_url, embedder, settings, project_id=project, repo_path=str(repo))
+    after = await search_code(db, embedder, project, "gizmo frobnicate", tuning=text_only)
+    assert [hit.symbol for hit in after] == ["frobnicate"], "'gizmo' is now in most chunks: left out"
+
+
 async def test_a_job_that_is_not_pending_is_refused(
     db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path, project: str
 ) -> None:
