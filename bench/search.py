@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
@@ -98,7 +99,8 @@ async def load_project(conn: asyncpg.Connection[Any], project: str, chunks: int,
     The partition is filled before it is attached, so PostgreSQL builds its indexes (HNSW
     included) in bulk, as pgvector recommends for large loads, instead of row by row.
     """
-    generator = np.random.default_rng(abs(hash(project)) % 2**32)
+    # crc32, not hash(): str hashes change between runs, and every run must load the same corpus.
+    generator = np.random.default_rng(zlib.crc32(project.encode()))
     files = chunks // CHUNKS_PER_FILE
     part = f"chunks_bench_{secrets.token_hex(4)}"
     await conn.execute("INSERT INTO projects (id, chunk_partition) VALUES ($1, $2)", project, part)

@@ -44,14 +44,11 @@ class SearchTuning:
     text_weight: float = 1.0  # 0: no full-text retrieval
     rrf_k: int = 10
     candidates: int = 50  # each retriever proposes this many (at least the limit)
-    # HNSW search breadth (at least `candidates`). At 1M chunks recall@10 against exact search was
-    # 0.75 at 100, 0.94 at 200 (+1.2 ms), 0.97 at 400 (+10 ms), but at 10k chunks 200 already makes
-    # the planner pick an exact scan (28 ms instead of 0.8): it should follow the project's size.
+    # HNSW search breadth (at least `candidates`). With the index built at ef_construction 128
+    # (migration 0005), recall@10 against exact search at 1M chunks was 0.98 at 100 and 1.00 at 200
+    # (0.91 and 0.95 at the former 64); a larger value on a small project makes the planner prefer
+    # an exact scan (28 ms instead of 0.8 at 10k chunks with 200), so it stays one number.
     ef_search: int = 100
-    # Past `chunks_per_ef` chunks a project searches one more candidate per that many, up to
-    # `max_ef_search` (0: always `ef_search`); see ef_search().
-    chunks_per_ef: int = 2500
-    max_ef_search: int = 400
     # A query term found in more than this share of the project's chunks is left out of the full-text
     # query, and the rarest terms are kept while their matches add up to at most `max_text_matches`
     # (1.0 / 0: keep every term); see _text_query.
@@ -231,10 +228,9 @@ async def search_code(
         vector = (await asyncio.to_thread(embedder.encode, [query]))[0]
         async with _connection(db) as conn, conn.transaction(readonly=True):
             await conn.execute(_NO_PARALLEL_WORKERS)
-            chunks = (await project_statistics(conn, project_id)).chunks
             # Iterative scans keep walking the HNSW graph until enough rows pass the filters.
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            await conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search(tuning, chunks, candidates)}")
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {max(tuning.ef_search, candidates)}")
             rows = await conn.fetch(VECTOR_SQL, *filters, vector, candidates)
         return [row["id"] for row in rows]
 
@@ -330,17 +326,6 @@ async def project_statistics(conn: Connection, project_id: str) -> ProjectStatis
             del _statistics[next(iter(_statistics))]  # the oldest entry
         _statistics[key] = cached
     return ProjectStatistics(chunks, cached.shares, cached.unlisted_share)
-
-
-def ef_search(tuning: SearchTuning, chunks: float, candidates: int) -> int:
-    """HNSW search breadth for a project of `chunks` chunks: `tuning.ef_search`, growing with size.
-
-    A larger graph needs a broader search for the same recall, but a broad one on a small project
-    makes the planner prefer an exact scan (which is slower than the graph there), so the breadth
-    follows the project's size instead of being one number.
-    """
-    grown = int(chunks // tuning.chunks_per_ef) if tuning.chunks_per_ef else 0
-    return max(candidates, tuning.ef_search, min(tuning.max_ef_search, grown))
 
 
 async def _text_query(conn: Connection, project_id: str, query: str, tuning: SearchTuning) -> str | None:

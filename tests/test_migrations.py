@@ -248,6 +248,9 @@ async def test_0005_sets_finer_search_statistics_on_old_and_new_partitions(empty
     await asyncio.to_thread(migrations.upgrade, dsn)
     await _fetch(dsn, "SELECT ensure_project('new')")
     assert [tuple(row) for row in await _fetch(dsn, target)] == [("new", 1000), ("old", 1000)]
+    hnsw = "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_chunks_embedding_hnsw'"
+    assert "ef_construction='128'" in (await _fetch(dsn, hnsw))[0][0]
     await asyncio.to_thread(migrations.downgrade, dsn, "0004")
     await _fetch(dsn, "SELECT ensure_project('newer')")
     assert [row[1] for row in await _fetch(dsn, target)] == [None, None, None], "back to the default target"
+    assert "ef_construction='64'" in (await _fetch(dsn, hnsw))[0][0]
