@@ -203,9 +203,8 @@ async def search_code(
     """The project's best `limit` chunks for `query`, filtered, best first.
 
     Given a pool, the two retrievers run at once on two connections, and the full-text side
-    overlaps the query's embedding: one search costs the slower of the two, not their sum (on
-    the 2-core machine of docs/benchmarks.md, SQL p95 at 1M chunks). Given one connection, they
-    run one after the other.
+    overlaps the query's embedding: one search costs the slower of the two, not their sum.
+    Given one connection, they run one after the other.
     """
     try:
         validate_project_id(project_id)
@@ -292,7 +291,7 @@ async def _connection(db: Database) -> AsyncIterator[Connection]:
 
 
 @dataclass(frozen=True)
-class ProjectStatistics:
+class _ProjectStatistics:
     """What search plans with: the project's chunk count and its lexemes' shares of chunks."""
 
     chunks: float
@@ -304,13 +303,13 @@ class ProjectStatistics:
 # much as the search itself, and it changes only when ANALYZE runs: each process keeps the list
 # of the partitions it searches, keyed by when they were last analysed, so it is never stale.
 _STATISTICS_CACHED_PARTITIONS = 256
-_statistics: dict[tuple[int, object], ProjectStatistics] = {}
+_statistics: dict[tuple[int, object], _ProjectStatistics] = {}
 
 
-async def project_statistics(conn: Connection, project_id: str) -> ProjectStatistics:
+async def _project_statistics(conn: Connection, project_id: str) -> _ProjectStatistics:
     partition = await conn.fetchrow(_PROJECT_PARTITION_SQL, project_id)
     if partition is None:  # no chunks ever written
-        return ProjectStatistics(chunks=0.0, shares={}, unlisted_share=0.0)
+        return _ProjectStatistics(chunks=0.0, shares={}, unlisted_share=0.0)
     chunks = max(0.0, partition["chunks"])  # -1 before the first ANALYZE
     key = (partition["oid"], partition["analyzed_at"])
     cached = _statistics.get(key)
@@ -321,11 +320,11 @@ async def project_statistics(conn: Connection, project_id: str) -> ProjectStatis
         # A lexeme missing from the list is rarer than its least common entry: half that, as
         # PostgreSQL's own estimate for @@ assumes (0 before the first ANALYZE).
         least = shares[len(lexemes)] if len(shares) > len(lexemes) else 0.0
-        cached = ProjectStatistics(chunks, dict(zip(lexemes, shares, strict=False)), least / 2)
+        cached = _ProjectStatistics(chunks, dict(zip(lexemes, shares, strict=False)), least / 2)
         if len(_statistics) >= _STATISTICS_CACHED_PARTITIONS:
             del _statistics[next(iter(_statistics))]  # the oldest entry
         _statistics[key] = cached
-    return ProjectStatistics(chunks, cached.shares, cached.unlisted_share)
+    return _ProjectStatistics(chunks, cached.shares, cached.unlisted_share)
 
 
 async def _text_query(conn: Connection, project_id: str, query: str, tuning: SearchTuning) -> str | None:
@@ -347,7 +346,7 @@ async def _text_query(conn: Connection, project_id: str, query: str, tuning: Sea
     lexemes = [lexeme for lexeme in found or [] if _LEXEME.fullmatch(lexeme)]
     if not lexemes:
         return None
-    statistics = await project_statistics(conn, project_id)
+    statistics = await _project_statistics(conn, project_id)
     chunks = statistics.chunks
     shares = {lexeme: statistics.shares.get(lexeme, statistics.unlisted_share) for lexeme in lexemes}
     kept: list[str] = []
