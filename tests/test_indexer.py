@@ -176,6 +176,36 @@ async def test_term_statistics_follow_each_new_index(
     assert [hit.symbol for hit in after] == ["frobnicate"], "'gizmo' is now in most chunks: left out"
 
 
+async def test_chunks_outside_the_active_generation_never_match(
+    db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path, project: str
+) -> None:
+    """Full text ranks before it checks that a chunk is live; the check must still hold whatever ranks first."""
+    repo = workspace / "half-written"
+    for n in range(12):
+        support.write(repo, f"m{n:02d}.py", f"def gizmo_{n}(gizmo):\n    return gizmo + {'gizmo ' * (n % 3)!r}\n")
+    await index(db, database_url, embedder, make_settings(workspace), project_id=project, repo_path=str(repo))
+    text_only = SearchTuning(vector_weight=0, common_term_share=1.0, max_text_matches=0)
+    ranking = [hit.path for hit in await search_code(db, embedder, project, "gizmo", limit=12, tuning=text_only)]
+    assert len(ranking) == 12
+    # As if a re-index had written these files' chunks and not switched generations yet.
+    hidden = ranking[:8]
+    await db.execute(
+        "DELETE FROM generation_files g USING file_versions v WHERE v.id = g.file_version_id"
+        " AND v.project_id = $1 AND v.path = ANY($2::text[])",
+        project,
+        hidden,
+    )
+    # Two candidates: the four best ranked are all hidden, so the search must look past them.
+    narrow = dataclasses.replace(text_only, candidates=2)
+    found = [hit.path for hit in await search_code(db, embedder, project, "gizmo", limit=2, tuning=narrow)]
+    assert found == ranking[8:10]
+    # With room to spare, the hidden ones are skipped among the ranked.
+    found = [hit.path for hit in await search_code(db, embedder, project, "gizmo", limit=12, tuning=text_only)]
+    assert found == ranking[8:]
+    hybrid = await search_code(db, embedder, project, "gizmo", limit=12)
+    assert {hit.path for hit in hybrid} == set(ranking[8:])
+
+
 async def test_a_job_that_is_not_pending_is_refused(
     db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path, project: str
 ) -> None:
