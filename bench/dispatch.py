@@ -25,6 +25,7 @@ from fastmcp import Client
 
 from bench.common import append_report, table, throwaway_database
 from codebase_mcp.db.embedded import find_free_port
+from codebase_mcp.dispatch import Worker
 from codebase_mcp.settings import Settings
 from mcp_gateway.auth import grant_entry
 from mcp_gateway.local_executor import SubprocessLauncher
@@ -39,10 +40,10 @@ class TimedLauncher(SubprocessLauncher):
         self.spawned: dict[uuid.UUID, float] = {}
         self.gone: dict[uuid.UUID, float] = {}
 
-    async def launch(self, job_id: uuid.UUID) -> str:
-        handle = await super().launch(job_id)
+    async def launch(self, job_id: uuid.UUID) -> Worker:
+        worker = await super().launch(job_id)
         self.spawned[job_id] = time.monotonic()
-        return handle
+        return worker
 
     async def stop(self, job_id: uuid.UUID) -> None:
         await super().stop(job_id)

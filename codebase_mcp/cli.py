@@ -223,6 +223,28 @@ def _add_gateway(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     dev.set_defaults(handler=_dev)
 
 
+# -- operator ---------------------------------------------------------------------------------
+
+
+def _operator(args: argparse.Namespace, settings: Settings) -> int:
+    from codebase_mcp.logs import configure_logging
+    from codebase_operator.run import OperatorConfigError, run_operator
+
+    configure_logging()
+    try:
+        asyncio.run(run_operator(settings, health_port=args.health_port))
+    except OperatorConfigError as error:
+        raise CommandError(str(error)) from None
+    return 0
+
+
+def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = "run pending indexing jobs as Kubernetes Jobs in this namespace (docs/kubernetes.md)"
+    parser = commands.add_parser("operator", help=text, description=text)
+    parser.add_argument("--health-port", type=int, default=8080, help="liveness probe at :PORT/healthz")
+    parser.set_defaults(handler=_operator)
+
+
 # -- index, search, jobs: clients of the gateway ------------------------------------------------
 
 
@@ -292,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(commands)
     _add_indexer(commands)
     _add_gateway(commands)
+    _add_operator(commands)
     _add_clients(commands)
     return parser
 

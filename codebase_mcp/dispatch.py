@@ -1,7 +1,8 @@
 """The dispatch loop every executor shares: claim pending jobs, start workers, stop cancelled ones.
 
 An executor is this loop plus a Launcher: the local executor starts `codebase-mcp indexer` as a
-subprocess (mcp_gateway/local_executor.py); the Kubernetes operator will start a Job. The loop:
+subprocess (mcp_gateway/local_executor.py); the Kubernetes operator starts a Job
+(operator/codebase_operator/launcher.py). The loop:
 
 - wakes on NOTIFY from the indexing_jobs trigger, and also every `sweep_seconds` (a missed
   notification, for instance across a database restart, costs at most one sweep);
@@ -34,20 +35,36 @@ log = logging.getLogger("codebase_mcp.dispatch")
 CHANNEL = "indexing_jobs"
 
 
+class LaunchError(Exception):
+    """A worker could not be started; the message says why, for the job's row."""
+
+
+@dataclass(frozen=True)
+class Worker:
+    """What an executor started for a job: a handle for logs, and where to look in Kubernetes."""
+
+    handle: str  # "pid 1234", "Job codebase/codebase-index-..."
+    k8s_namespace: str | None = None
+    k8s_job_name: str | None = None
+
+
 class Launcher(Protocol):
     """Starts and stops the workers of one executor."""
 
-    async def launch(self, job_id: uuid.UUID) -> str:
-        """Start a worker for the job; return a handle for people (pid, pod name)."""
+    async def launch(self, job_id: uuid.UUID) -> Worker:
+        """Start a worker for the job (LaunchError or OSError if it cannot)."""
 
     async def stop(self, job_id: uuid.UUID) -> None:
-        """Stop the job's worker (gracefully first); return once it is gone."""
+        """Stop the job's worker (gracefully first); once it returns the job is no longer live."""
 
     def live(self) -> set[uuid.UUID]:
         """Jobs whose worker is still running."""
 
-    def reap(self) -> dict[uuid.UUID, int]:
-        """Workers that ended since the last call, with their exit status."""
+    def reap(self) -> dict[uuid.UUID, str]:
+        """Workers that ended since the last call, each with how it ended ("exited with status 1")."""
+
+    async def close(self) -> None:
+        """The executor is stopping: stop the workers that cannot outlive it."""
 
 
 @dataclass
@@ -94,6 +111,10 @@ class Dispatcher:
     def _on_notify(self, *args: Any) -> None:
         self._wake.set()
 
+    def wake(self) -> None:
+        """Run a pass now (a worker's state changed), not at the next sweep."""
+        self._wake.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch until `stop` is set; then stop every worker this executor started."""
         conn = await connect(self.dsn, vector=False)
@@ -117,8 +138,7 @@ class Dispatcher:
                     for waiter in waiters:
                         waiter.cancel()
         finally:
-            for job_id in list(self.launcher.live()):
-                await self.launcher.stop(job_id)
+            await self.launcher.close()
             await conn.close(timeout=5)
             await listener.close(timeout=5)
 
@@ -145,8 +165,8 @@ class Dispatcher:
         for job_id in await job_rows.claim_for_dispatch(conn, self.identity, free):
             started = time.monotonic()
             try:
-                handle = await self.launcher.launch(job_id)
-            except OSError as error:
+                worker = await self.launcher.launch(job_id)
+            except (LaunchError, OSError) as error:
                 await job_rows.fail(
                     conn,
                     job_id,
@@ -157,22 +177,24 @@ class Dispatcher:
                 continue
             self.stats.launched += 1
             self.stats.dispatch_latency.append(time.monotonic() - started)
-            log.info("job %s started (%s)", job_id, handle, extra={"job_id": str(job_id)})
+            if worker.k8s_job_name:  # so get_indexing_status can say what to `kubectl describe`
+                await job_rows.record_kubernetes_job(conn, job_id, worker.k8s_namespace, worker.k8s_job_name)
+            log.info("job %s started (%s)", job_id, worker.handle, extra={"job_id": str(job_id)})
         if time.monotonic() - self._last_maintenance >= self.maintenance_seconds:
             await self.maintain(conn)
 
     async def _settle_finished(self, conn: asyncpg.Connection[Any]) -> None:
-        for job_id, code in self.launcher.reap().items():
+        for job_id, ending in self.launcher.reap().items():
             # A worker settles its own row; if it is still pending or running, the worker died.
             if await job_rows.fail(
                 conn,
                 job_id,
-                message=f"the indexer process exited with status {code} before finishing the job",
+                message=f"the indexer {ending} before finishing the job",
                 error_type="WorkerExited",
                 unstarted_too=True,
             ):
                 self.stats.worker_deaths += 1
-                log.error("job %s: worker exited with %s", job_id, code, extra={"job_id": str(job_id)})
+                log.error("job %s: the indexer %s", job_id, ending, extra={"job_id": str(job_id)})
 
     async def _stop_cancelled(self, conn: asyncpg.Connection[Any]) -> None:
         live = list(self.launcher.live())
@@ -180,7 +202,11 @@ class Dispatcher:
             return
         for job_id, status in (await job_rows.statuses(conn, live)).items():
             if status is IndexingJobStatus.CANCELLED:
-                await self.launcher.stop(job_id)
+                try:
+                    await self.launcher.stop(job_id)
+                except LaunchError as error:  # the worker is still live: the next pass tries again
+                    log.warning("job %s: could not stop its worker: %s", job_id, error, extra={"job_id": str(job_id)})
+                    continue
                 self.stats.stopped += 1
                 log.info("job %s cancelled: worker stopped", job_id, extra={"job_id": str(job_id)})
 

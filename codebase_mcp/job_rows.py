@@ -177,6 +177,13 @@ async def claim_for_dispatch(conn: Connection, executor: str, limit: int) -> lis
     return [row["id"] for row in rows]
 
 
+async def record_kubernetes_job(conn: Connection, job_id: uuid.UUID, namespace: str | None, name: str) -> None:
+    """Where the operator runs the job, for people with kubectl."""
+    await conn.execute(
+        "UPDATE indexing_jobs SET k8s_namespace = $2, k8s_job_name = $3 WHERE id = $1", job_id, namespace, name
+    )
+
+
 async def statuses(conn: Connection, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, IndexingJobStatus]:
     rows = await conn.fetch("SELECT id, status FROM indexing_jobs WHERE id = ANY($1::uuid[])", job_ids)
     return {row["id"]: IndexingJobStatus(row["status"]) for row in rows}

@@ -78,6 +78,28 @@ class Settings(BaseSettings):
         min_length=1,
         description="Backend of MCP task-augmented calls: memory:// (one gateway) or redis://host:port/db (replicas).",
     )
+    # The operator: what its indexer Jobs run with (docs/kubernetes.md).
+    pod_namespace: str | None = Field(
+        default=None, description="Namespace the operator watches and runs Jobs in; unset: its own pod's."
+    )
+    indexer_image: str | None = Field(default=None, description="Image of the indexer Jobs (the operator's own).")
+    indexer_database_secret: str | None = Field(
+        default=None, description="Secret whose DATABASE_URL key indexer pods connect with."
+    )
+    indexer_cpu: str = Field(
+        default="1", pattern=r"^[0-9]+(\.[0-9]+)?m?$", description="CPU request of an indexer pod."
+    )
+    indexer_memory: str = Field(
+        default="3Gi",
+        pattern=r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$",
+        description="Memory of an indexer pod (request = limit).",
+    )
+    indexer_repositories_claim: str | None = Field(
+        default=None, description="PersistentVolumeClaim mounted read-only in indexer pods for local-path jobs."
+    )
+    indexer_git_token_secret: str | None = Field(
+        default=None, description="Secret whose `token` key indexer pods use for https git remotes."
+    )
     embedded_db_port: int | None = Field(
         default=None,
         ge=1,

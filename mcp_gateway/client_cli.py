@@ -156,7 +156,8 @@ async def jobs(where: Target, action: str, job_id: str | None, options: dict[str
         print(json.dumps(status, indent=2, default=str))
     else:
         for key in ("job_id", "repository", "status", "progress_percentage", "progress_message", "files_scanned",
-                    "files_indexed", "chunks_created", "error_message", "created_at", "completed_at"):  # fmt: skip
+                    "files_indexed", "chunks_created", "error_message", "created_at", "completed_at",
+                    "k8s_namespace", "k8s_job_name"):  # fmt: skip
             if status.get(key) is not None:
                 print(f"{key:>20}: {status[key]}")
     return 0

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from codebase_mcp.dispatch import Worker
+
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -42,7 +44,7 @@ class SubprocessLauncher:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return open(self.log_dir / f"job-{job_id}.log", "ab")
 
-    async def launch(self, job_id: uuid.UUID) -> str:
+    async def launch(self, job_id: uuid.UUID) -> Worker:
         log = await asyncio.to_thread(self._open_log, job_id)
         with log:  # the child keeps its own copy of the descriptor
             process = await asyncio.create_subprocess_exec(
@@ -55,7 +57,7 @@ class SubprocessLauncher:
                 start_new_session=True,  # a Ctrl-C in the gateway's terminal is not the worker's
             )
         self._workers[job_id] = process
-        return f"pid {process.pid}"
+        return Worker(f"pid {process.pid}")
 
     async def stop(self, job_id: uuid.UUID) -> None:
         process = self._workers.get(job_id)
@@ -71,13 +73,18 @@ class SubprocessLauncher:
     def live(self) -> set[uuid.UUID]:
         return {job_id for job_id, process in self._workers.items() if process.returncode is None}
 
-    def reap(self) -> dict[uuid.UUID, int]:
+    def reap(self) -> dict[uuid.UUID, str]:
         done = {
             job_id: process.returncode for job_id, process in self._workers.items() if process.returncode is not None
         }
         for job_id in done:
             del self._workers[job_id]
-        return {job_id: code for job_id, code in done.items() if code is not None}
+        return {job_id: f"process exited with status {code}" for job_id, code in done.items()}
+
+    async def close(self) -> None:
+        # The workers are this process's children: none may outlive it.
+        for job_id in list(self.live()):
+            await self.stop(job_id)
 
     def pid(self, job_id: uuid.UUID) -> int | None:
         process = self._workers.get(job_id)

@@ -64,6 +64,8 @@ class JobStarted(BaseModel):
 class JobStatus(IndexingJobProgress):
     project_id: str
     repository: str = Field(description="repo_name of the job")
+    k8s_namespace: str | None = Field(default=None, description="where the operator runs it (null: no cluster)")
+    k8s_job_name: str | None = Field(default=None, description="its Kubernetes Job, for `kubectl describe job`")
 
 
 class JobList(BaseModel):
@@ -116,7 +118,7 @@ class FileLines(BaseModel):
 
 _JOB_COLUMNS = """id AS job_id, project_id, repo_name AS repository, status, progress_percentage,
     COALESCE(progress_message, '') AS progress_message, files_scanned, files_indexed, chunks_created,
-    error_message, error_type, created_at, started_at, completed_at, cancelled_at"""
+    error_message, error_type, created_at, started_at, completed_at, cancelled_at, k8s_namespace, k8s_job_name"""
 
 
 def fit_snippets(snippets: list[str], budget: int) -> list[str]:

@@ -166,3 +166,19 @@ async def test_sigterm_to_an_indexer_container_never_leaves_a_running_row(
     assert (row["error_type"], "SIGTERM" in row["error_message"]) == ("Terminated", True), row
     assert exit_code == "1", "the indexer stopped on SIGTERM and said so, not killed after the grace period"
     assert repositories == 0, "an interrupted first index leaves no partial repository behind"
+
+
+async def test_the_operator_command_runs_in_the_image() -> None:
+    """The image's operator gets as far as looking for its cluster (none exists here: docs/kubernetes.md)."""
+    configured = [
+        "--env", "DATABASE_URL=postgresql://operator:hunter2@127.0.0.1:1/codebase",
+        "--env", f"INDEXER_IMAGE={IMAGE}", "--env", "INDEXER_DATABASE_SECRET=codebase-db",
+    ]  # fmt: skip
+    ran = docker("run", "--rm", *LOCKED_DOWN, *configured, IMAGE, "operator")
+    assert ran.returncode == 1, ran.stderr
+    assert "no Kubernetes cluster to talk to" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert "hunter2" not in ran.stderr + ran.stdout
+    unset = docker("run", "--rm", *LOCKED_DOWN, IMAGE, "operator")
+    assert unset.returncode == 1
+    assert "set DATABASE_URL, INDEXER_IMAGE, INDEXER_DATABASE_SECRET" in unset.stderr
