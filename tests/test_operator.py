@@ -1,10 +1,11 @@
 """The operator: its Job manifest, how it follows Jobs, and its dispatch loop on a real database.
 
-No Kubernetes API server can run on these machines (../shared/ENVIRONMENT.md), so the loop's calls
-to one go to `RecordingBatchApi`, which keeps what it was asked and answers the way the API server
-does (201, 409 AlreadyExists, 403 Forbidden, 404 NotFound); Job state arrives as the watch events
-kopf would deliver. What this cannot prove, that a cluster accepts the Job and runs the pod, needs
-a cluster: docs/kubernetes.md says how to run the operator on kind.
+No Kubernetes API server can run on these machines (../shared/ENVIRONMENT.md). The loop's tests
+call `RecordingBatchApi` in-process, which keeps what it was asked and answers the way the API
+server does (201, 409 AlreadyExists, 403 Forbidden, 404 NotFound), with Job state arriving as the
+watch events kopf would deliver; the process test runs the real command, kopf and the kubernetes
+client over HTTP against tests/kube_api_stub.py. What neither can prove, that a cluster accepts the
+Job and runs the pod, needs a cluster: docs/kubernetes.md says how to run the operator on kind.
 """
 
 from __future__ import annotations
@@ -15,22 +16,26 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx2
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from codebase_mcp.db.embedded import find_free_port
 from codebase_mcp.dispatch import Dispatcher
 from codebase_mcp.settings import Settings
 from codebase_operator.launcher import KubernetesLauncher, job_ending
 from codebase_operator.manifests import COMPONENT_LABELS, JOB_ID_LABEL, indexer_job, job_name
 from codebase_operator.run import build_registry
 from tests import support
+from tests.kube_api_stub import KubeApiStub
 
 NAMESPACE = "codebase"
 SECRET_DSN = "postgresql://indexer:hunter2@db.internal:5432/codebase"
@@ -240,8 +245,9 @@ async def test_kopf_watches_our_jobs_into_the_launcher(migrated_database_url: st
     await on_event(event={"type": "ADDED", "object": job_body(finished, COMPLETE)})
     assert launcher.live() == {listed}
     assert launcher.reap() == {finished: "Job succeeded"}
-    [probe] = registry._activities.get_all_handlers()
-    is_live: Any = probe.fn
+    activities = {str(handler.id): handler for handler in registry._activities.get_all_handlers()}
+    assert set(activities) == {"login", "dispatching"}, "without a login handler kopf never connects"
+    is_live: Any = activities["dispatching"].fn
     assert is_live() is False, "not live until the dispatch loop listens"
     dispatcher.ready.set()
     assert is_live() is True
@@ -349,3 +355,88 @@ def test_the_operator_command_says_what_it_lacks(tmp_path: Path) -> None:
     assert "no Kubernetes cluster to talk to" in nowhere.stderr
     assert "Traceback" not in nowhere.stderr
     assert "hunter2" not in nowhere.stderr
+
+
+def start_operator(health_port: int, env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    """The operator, its output in a file (a pipe nobody reads could fill up and stall it)."""
+    command = [sys.executable, "-m", "codebase_mcp.cli", "operator", "--health-port", str(health_port)]
+    with log.open("w") as output:
+        return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_healthy(port: int, operator: subprocess.Popen[str], log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert operator.poll() is None, f"the operator exited: {log.read_text()[-3000:]}"
+        try:
+            if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the operator's liveness endpoint never answered 200")
+
+
+async def test_the_operator_process_against_an_api_server(
+    migrated_database_url: str, conn: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    """`codebase-mcp operator` as a process: kubeconfig login, kopf's discovery and watch, Jobs created,
+    followed and deleted, rows settled; SIGTERM leaves running Jobs alone."""
+    health = find_free_port()
+    with KubeApiStub("team") as api:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(api.kubeconfig())
+        # A Job an earlier operator started, still running: adopted, and counted against the limit of 2.
+        earlier = uuid.uuid4()
+        api.jobs[job_name(earlier)] = job_body(earlier)
+        env = {
+            **{key: value for key, value in os.environ.items() if key != "KUBERNETES_SERVICE_HOST"},
+            "DATABASE_URL": migrated_database_url,
+            "KUBECONFIG": str(kubeconfig),
+            "POD_NAMESPACE": "team",
+            "INDEXER_IMAGE": "codebase-mcp:test",
+            "INDEXER_DATABASE_SECRET": "codebase-db",
+            "MAX_CONCURRENT_INDEXING_JOBS": "2",
+        }
+        log = tmp_path / "operator.log"
+        operator = start_operator(health, env, log)
+        try:
+            await asyncio.to_thread(wait_healthy, health, operator, log)
+            first = await support.insert_job(conn, project_id="proc", repo_url="https://github.com/pallets/click")
+            second = await support.insert_job(conn, project_id="proc", repo_url="https://github.com/psf/requests")
+            await asyncio.to_thread(api.wait_for, lambda: job_name(first) in api.jobs)
+            await asyncio.sleep(1.0)
+            assert job_name(second) not in api.jobs, "the adopted Job holds the second slot"
+            created = api.jobs[job_name(first)]
+            assert created["spec"]["template"]["spec"]["containers"][0]["args"] == ["indexer", "--job-id", str(first)]
+
+            api.set_conditions(job_name(earlier), COMPLETE)  # seen through kopf's watch: the slot frees
+            await asyncio.to_thread(api.wait_for, lambda: job_name(second) in api.jobs)
+
+            api.set_conditions(job_name(first), DEADLINE)
+            row = await settled(conn, first, 20)
+            assert row["status"] == "failed"
+            assert row["error_message"] == (
+                "the indexer Job failed (DeadlineExceeded: Job was active longer than specified deadline)"
+                " before finishing the job"
+            )
+            assert (row["k8s_namespace"], row["k8s_job_name"]) == ("team", job_name(first))
+
+            cancel = "UPDATE indexing_jobs SET status = 'cancelled', cancelled_at = now() WHERE id = $1"
+            await conn.execute(cancel, second)
+            await asyncio.to_thread(api.wait_for, lambda: job_name(second) in api.deleted)
+
+            third = await support.insert_job(conn, project_id="proc", repo_url="https://github.com/pallets/flask")
+            await asyncio.to_thread(api.wait_for, lambda: job_name(third) in api.jobs)
+            operator.terminate()
+            await asyncio.to_thread(operator.wait, timeout=30)
+            output = log.read_text()
+            assert operator.returncode == 0, output[-3000:]
+            assert job_name(third) not in api.deleted, "a running Job outlives the operator"
+            assert "Traceback" not in output
+            # kopf's dynamic scanning is off: it never asked for namespaces or CRDs cluster-wide.
+            assert not [path for _, path in api.requests if "namespaces" in path and "/team/" not in path]
+        finally:
+            if operator.poll() is None:
+                operator.kill()
+                operator.wait()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -55,7 +56,7 @@ def check_settings(settings: Settings) -> None:
 
 def kubernetes_api() -> tuple[client.ApiClient, str]:
     """A client for the cluster we run in (or the kubeconfig's), and the namespace it implies
-    (the pod's own; "default" from outside, where POD_NAMESPACE usually says otherwise)."""
+    (the pod's own, or the kubeconfig context's, as kubectl would use)."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]  # the client leaves it unannotated
         return client.ApiClient(), SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
@@ -68,7 +69,8 @@ def kubernetes_api() -> tuple[client.ApiClient, str]:
             f"no Kubernetes cluster to talk to: not running in a pod, and no usable kubeconfig ({error});"
             " set KUBECONFIG"
         ) from None
-    return client.ApiClient(), "default"
+    _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    return client.ApiClient(), (context or {}).get("context", {}).get("namespace") or "default"
 
 
 async def adopt_existing(api: client.BatchV1Api, launcher: KubernetesLauncher, namespace: str) -> None:
@@ -82,15 +84,24 @@ async def adopt_existing(api: client.BatchV1Api, launcher: KubernetesLauncher, n
         )
     except ApiException as error:
         raise OperatorConfigError(f"cannot list Jobs in namespace {namespace!r}: {describe_api_error(error)}") from None
+    except urllib3.exceptions.HTTPError as error:
+        host = api.api_client.configuration.host
+        raise OperatorConfigError(f"cannot reach the Kubernetes API server at {host}: {error}") from None
     for body in json.loads(response.data)["items"]:
         launcher.observe("ADDED", body)
 
 
 def build_registry(launcher: KubernetesLauncher, dispatcher: Dispatcher) -> kopf.OperatorRegistry:
-    """What kopf does for us: watch our Jobs (into the launcher) and answer the liveness probe."""
+    """What kopf does for us: log in, watch our Jobs (into the launcher), answer the liveness probe."""
     registry = kopf.OperatorRegistry()
 
-    @kopf.on.event("batch", "v1", "jobs", labels=COMPONENT_LABELS, registry=registry)
+    # kopf's own registry would add this; an explicit one must: the credentials the kubernetes
+    # client found (in-cluster service account, or the kubeconfig), as the launcher uses them.
+    @kopf.on.login(id="login", registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.event("batch", "v1", "jobs", id="jobs", labels=COMPONENT_LABELS, registry=registry)
     async def job_changed(*, event: kopf.RawEvent, **_: Any) -> None:
         # The type is None for the objects of the watch's first listing.
         launcher.observe(event.get("type") or "ADDED", dict(event["object"]))
@@ -102,10 +113,27 @@ def build_registry(launcher: KubernetesLauncher, dispatcher: Dispatcher) -> kopf
     return registry
 
 
+def kopf_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    # kopf would otherwise list namespaces and watch CRDs cluster-wide to follow new resources; one
+    # namespace and the built-in Jobs need neither, and the Role grants neither (docs/kubernetes.md).
+    settings.scanning.disabled = True
+    # The API server ends each watch after this long and kopf resumes it: a connection that died
+    # without a word (a load balancer's idle timeout) cannot leave the operator blind for long.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    return settings
+
+
 async def run_operator(settings: Settings, *, health_port: int) -> None:
     """Run until SIGTERM or SIGINT (kopf handles both), then leave the Jobs running."""
     check_settings(settings)
     assert settings.database_url is not None  # checked above
+    # kopf logs every handled event and the kubelet's every probe at INFO: one line per Job change
+    # is already ours (codebase_mcp.dispatch), so theirs only when something is wrong.
+    for noisy in ("kopf.objects", "kopf.activities.probe", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     api_client, own_namespace = kubernetes_api()
     namespace = settings.pod_namespace or own_namespace
     batch = client.BatchV1Api(api_client)
@@ -121,6 +149,7 @@ async def run_operator(settings: Settings, *, health_port: int) -> None:
     watching = asyncio.create_task(
         kopf.operator(
             registry=registry,
+            settings=kopf_settings(),
             namespaces=[namespace],
             standalone=True,
             liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz",
