@@ -39,6 +39,11 @@ class LaunchError(Exception):
     """A worker could not be started; the message says why, for the job's row."""
 
 
+class LaunchDeferredError(Exception):
+    """Workers cannot be started just now (the cluster's API server is unreachable or overloaded):
+    the job stays pending, its claim lapses, and a later pass dispatches it again."""
+
+
 @dataclass(frozen=True)
 class Worker:
     """What an executor started for a job: a handle for logs, and where to look in Kubernetes."""
@@ -166,6 +171,9 @@ class Dispatcher:
             started = time.monotonic()
             try:
                 worker = await self.launcher.launch(job_id)
+            except LaunchDeferredError as error:
+                log.warning("job %s: not started yet: %s", job_id, error, extra={"job_id": str(job_id)})
+                break  # the others claimed in this pass wait too; their claims lapse the same way
             except (LaunchError, OSError) as error:
                 await job_rows.fail(
                     conn,

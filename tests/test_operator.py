@@ -159,7 +159,8 @@ class RecordingBatchApi:
         self.deleted: list[tuple[str, str | None]] = []
         self.refuse_create: ApiException | None = None
 
-    def create_namespaced_job(self, namespace: str, body: client.V1Job) -> client.V1Job:
+    def create_namespaced_job(self, namespace: str, body: client.V1Job, **options: Any) -> client.V1Job:
+        assert options.get("_request_timeout"), "a hung API server must not hang the dispatch loop"
         assert namespace == NAMESPACE
         if self.refuse_create is not None:
             raise self.refuse_create
@@ -331,6 +332,32 @@ async def test_the_operator_loop_turns_rows_into_jobs_and_jobs_into_rows(
         await task
     assert launcher.live() == set()
     assert len(api.deleted) == 1, "stopping the operator deleted no Job"
+
+
+async def test_an_api_server_that_cannot_answer_defers_jobs_instead_of_failing_them(
+    migrated_database_url: str, conn: asyncpg.Connection[Any]
+) -> None:
+    api = RecordingBatchApi()
+    api.refuse_create = api_error(503, "Service Unavailable", "etcdserver: leader changed")
+    launcher = launcher_with(api, operator_settings())
+    # Claims lapse after half a second here (a minute by default), so the retry comes quickly.
+    dispatcher = Dispatcher(
+        migrated_database_url, launcher, operator_settings(), sweep_seconds=0.1, maintenance_seconds=0.2,
+        stale_heartbeat_seconds=0.5,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stop))
+    try:
+        job_id = await support.insert_job(conn, project_id="k8s-wait", repo_url="https://github.com/pallets/click")
+        await until(lambda: dispatcher.stats.claims_released >= 1)
+        row = await conn.fetchrow("SELECT status, error_message FROM indexing_jobs WHERE id = $1", job_id)
+        assert row is not None
+        assert (row["status"], row["error_message"]) == ("pending", None), "a 503 is not the job's fault"
+        api.refuse_create = None  # the API server is back
+        await until(lambda: job_name(job_id) in api.created)
+    finally:
+        stop.set()
+        await task
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

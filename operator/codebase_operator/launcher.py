@@ -17,14 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from codebase_mcp.dispatch import LaunchError, Worker
+from codebase_mcp.dispatch import LaunchDeferredError, LaunchError, Worker
 from codebase_mcp.settings import Settings
 from codebase_operator.manifests import STOP_GRACE_SECONDS, indexer_job, job_id_of, job_name
 
 log = logging.getLogger("codebase_operator.launcher")
+# A call to the API server that takes longer has failed: the dispatch loop must not hang on it.
+REQUEST_TIMEOUT_SECONDS = 30
+# Answers that say "not now" rather than "no": too many requests, or the server in trouble.
+RETRY_LATER_STATUSES = {429, 500, 502, 503, 504}
 
 
 @dataclass
@@ -70,11 +75,17 @@ class KubernetesLauncher:
         except ValueError as error:
             raise LaunchError(str(error)) from None
         try:
-            await asyncio.to_thread(self.api.create_namespaced_job, self.namespace, manifest)
+            await asyncio.to_thread(
+                self.api.create_namespaced_job, self.namespace, manifest, _request_timeout=REQUEST_TIMEOUT_SECONDS
+            )
         except ApiException as error:
+            if error.status in RETRY_LATER_STATUSES:
+                raise LaunchDeferredError(f"the API server answered {describe_api_error(error)}") from None
             # 409: an operator that died between creating the Job and reporting it already made it.
             if error.status != 409:
                 raise LaunchError(f"Kubernetes refused the indexer Job: {describe_api_error(error)}") from None
+        except urllib3.exceptions.HTTPError as error:  # unreachable, or no answer in time
+            raise LaunchDeferredError(f"the API server did not answer: {error}") from None
         self._jobs.setdefault(job_id, _Tracked())
         name = job_name(job_id)
         return Worker(f"Job {self.namespace}/{name}", k8s_namespace=self.namespace, k8s_job_name=name)
@@ -91,6 +102,7 @@ class KubernetesLauncher:
                 self.namespace,
                 propagation_policy="Foreground",
                 grace_period_seconds=STOP_GRACE_SECONDS,
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
             )
         except ApiException as error:
             if error.status == 404:  # already gone: there is nothing left to follow
@@ -98,6 +110,9 @@ class KubernetesLauncher:
                 return
             tracked.stopping = False  # still running: the next pass tries again
             raise LaunchError(f"could not delete the indexer Job: {describe_api_error(error)}") from None
+        except urllib3.exceptions.HTTPError as error:
+            tracked.stopping = False
+            raise LaunchError(f"could not delete the indexer Job: the API server did not answer: {error}") from None
 
     def observe(self, event_type: str, body: dict[str, Any]) -> None:
         """A watch event for one of our Jobs (kopf's @on.event with our labels)."""

@@ -26,7 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from codebase_mcp.dispatch import Dispatcher
 from codebase_mcp.settings import Settings
-from codebase_operator.launcher import KubernetesLauncher, describe_api_error
+from codebase_operator.launcher import REQUEST_TIMEOUT_SECONDS, KubernetesLauncher, describe_api_error
 from codebase_operator.manifests import COMPONENT_LABELS
 
 log = logging.getLogger("codebase_operator")
@@ -80,7 +80,11 @@ async def adopt_existing(api: client.BatchV1Api, launcher: KubernetesLauncher, n
     try:
         # The raw JSON, as kopf's watch delivers it, rather than the client's models.
         response: Any = await asyncio.to_thread(
-            api.list_namespaced_job, namespace, label_selector=selector, _preload_content=False
+            api.list_namespaced_job,
+            namespace,
+            label_selector=selector,
+            _preload_content=False,
+            _request_timeout=REQUEST_TIMEOUT_SECONDS,
         )
     except ApiException as error:
         raise OperatorConfigError(f"cannot list Jobs in namespace {namespace!r}: {describe_api_error(error)}") from None
