@@ -150,7 +150,7 @@ SELECT c.id FROM chunks c, CAST($5 AS tsquery) q
 """
 
 # Full text ranks every matching chunk, and at 1M chunks the active check cost more per row than
-# ranking it (p95 of the text query 8.6 ms with it, 4.7 without). Since few chunks fail it, the best
+# ranking it (p95 of the text query 8.5 ms with it, 4.7 without). Since few chunks fail it, the best
 # $6 matches are ranked without it, and only they are checked; search_code runs _TEXT_SQL instead
 # when too few of them pass.
 _TEXT_RANKED_SQL = f"""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx2
 
 from codebase_mcp.db.connect import connect
 
@@ -252,3 +254,17 @@ def embedding_started(conn: asyncpg.Connection[Any], job_id: uuid.UUID) -> Calla
         )
 
     return check
+
+
+def wait_until_ok(url: str, process: subprocess.Popen[str], output: Callable[[], str], seconds: float) -> None:
+    """Until GET url answers 200; fails at once, with the process's output, if the process exits."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the process exited ({process.returncode}): {output()[-3000:]}"
+        try:
+            if httpx2.get(url, timeout=2).status_code == 200:
+                return
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer 200 within {seconds} s")

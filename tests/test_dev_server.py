@@ -42,16 +42,12 @@ class DevServer:
             [SCRIPT, "dev", "--port", str(self.port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stdout.read() if self.process.stdout else ""
-            try:
-                if httpx2.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx2.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("dev server did not become ready")
+        process = self.process
+
+        def output() -> str:
+            return process.stdout.read() if process.stdout else ""
+
+        support.wait_until_ok(f"http://127.0.0.1:{self.port}/readyz", process, output, 90)
 
     def stop(self) -> int:
         assert self.process is not None

@@ -16,14 +16,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx2
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -391,19 +389,6 @@ def start_operator(health_port: int, env: dict[str, str], log: Path) -> subproce
         return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_healthy(port: int, operator: subprocess.Popen[str], log: Path, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert operator.poll() is None, f"the operator exited: {log.read_text()[-3000:]}"
-        try:
-            if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx2.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the operator's liveness endpoint never answered 200")
-
-
 async def test_the_operator_process_against_an_api_server(
     migrated_database_url: str, conn: asyncpg.Connection[Any], tmp_path: Path
 ) -> None:
@@ -428,7 +413,9 @@ async def test_the_operator_process_against_an_api_server(
         log = tmp_path / "operator.log"
         operator = start_operator(health, env, log)
         try:
-            await asyncio.to_thread(wait_healthy, health, operator, log)
+            await asyncio.to_thread(
+                support.wait_until_ok, f"http://127.0.0.1:{health}/healthz", operator, log.read_text, 60
+            )
             first = await support.insert_job(conn, project_id="proc", repo_url="https://github.com/pallets/click")
             second = await support.insert_job(conn, project_id="proc", repo_url="https://github.com/psf/requests")
             await asyncio.to_thread(api.wait_for, lambda: job_name(first) in api.jobs)
