@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from codebase_mcp.dispatch import LaunchDeferredError, LaunchError, Worker
 from codebase_mcp.settings import Settings
 from codebase_operator.manifests import STOP_GRACE_SECONDS, indexer_job, job_id_of, job_name
 
-log = logging.getLogger("codebase_operator.launcher")
 # A call to the API server that takes longer has failed: the dispatch loop must not hang on it.
 REQUEST_TIMEOUT_SECONDS = 30
 # Answers that say "not now" rather than "no": too many requests, or the server in trouble.
