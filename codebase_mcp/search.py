@@ -137,10 +137,16 @@ _ACTIVE = """
          WHERE r.id = c.repository_id AND r.project_id = $1)
 """
 
+# Iterative scans in relaxed order (search_code's) hand rows back only roughly by distance once a
+# filter makes them walk past the first batch: at 1M chunks over 20 projects a repository filter's
+# top 10, taken in the order returned, held 49% of the exact top 10, and 78% once sorted. So the
+# candidates are re-sorted by distance, as pgvector's docs advise, before their order becomes ranks.
 VECTOR_SQL = f"""
-SELECT c.id FROM chunks c
- WHERE {_FILTERED} AND {_ACTIVE}
- ORDER BY c.embedding <=> $5 LIMIT $6
+WITH nearest AS MATERIALIZED (
+    SELECT c.id, c.embedding <=> $5 AS distance FROM chunks c
+     WHERE {_FILTERED} AND {_ACTIVE}
+     ORDER BY c.embedding <=> $5 LIMIT $6)
+SELECT id FROM nearest ORDER BY distance, id
 """
 
 _TEXT_SQL = f"""

@@ -161,3 +161,39 @@ async def test_no_project_reads_another_projects_rows(db: asyncpg.Connection[Any
         await db.execute(
             f'INSERT INTO "{partition}" SELECT * FROM chunks WHERE project_id = $1 LIMIT 1', corpus["big"].project
         )
+
+
+async def test_filtered_vector_candidates_come_back_nearest_first(
+    db: asyncpg.Connection[Any], corpus: dict[str, Seeded]
+) -> None:
+    # Iterative scans in relaxed order (as search_code runs them) hand rows back only roughly by
+    # distance once the filter makes them walk past the first batch; search's ranks must not be that order.
+    from codebase_mcp.search import VECTOR_SQL
+
+    big = corpus["big"]
+    tiny = big.repositories["tiny-lib"]
+    unordered = 0
+    for seed in range(5):
+        query = _unit_vectors(np.random.default_rng(100 + seed), 1)[0]
+        async with db.transaction():
+            await _force_index_scans(db)
+            await db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            plan = "\n".join(
+                row[0] for row in await db.fetch("EXPLAIN " + VECTOR_SQL, big.project, [tiny], None, None, query, K)
+            )
+            ids = [row["id"] for row in await db.fetch(VECTOR_SQL, big.project, [tiny], None, None, query, K)]
+            # The same scan's own order, as the index hands it back.
+            raw = await db.fetch(
+                "SELECT embedding <=> $3 AS distance FROM chunks WHERE project_id = $1 AND repository_id = $2"
+                " ORDER BY embedding <=> $3 LIMIT $4",
+                big.project, tiny, query, K,
+            )  # fmt: skip
+        assert "embedding_idx" in plan, f"expected an HNSW index scan:\n{plan}"
+        assert len(ids) == K
+        distances = [
+            await db.fetchval("SELECT embedding <=> $2 FROM chunks WHERE id = $1", chunk_id, query) for chunk_id in ids
+        ]
+        assert distances == sorted(distances)
+        unordered += [row["distance"] for row in raw] != sorted(row["distance"] for row in raw)
+    # Without this the test could not fail: the index itself must return some scans out of order.
+    assert unordered, "no relaxed-order scan came back out of order; the test no longer exercises the re-sort"
