@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python -m bench.dispatch
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.search
+	$(BIN)/python -m bench.search --index-variants 50000
 	$(BIN)/python -m bench.image
 
 bench-quick: install
