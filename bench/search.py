@@ -197,6 +197,11 @@ async def load_project(conn: asyncpg.Connection[Any], project: str, chunks: int,
     await conn.execute("ANALYZE repositories, index_generations, file_versions, generation_files, file_contents")
 
 
+# Two random unit vectors in 384 dimensions have a cosine of 0 +- 1/sqrt(384) = 0.051: a neighbour
+# below five of those is no nearer than chance (a sparse filter's exact top 10 can be all such).
+NOISE_FLOOR = 5 / EMBEDDING_DIMENSIONS**0.5
+
+
 def percentiles(values: list[float]) -> list[str]:
     cuts = statistics.quantiles(values, n=100, method="inclusive")
     return [f"{statistics.median(values) * 1000:.1f}", f"{cuts[94] * 1000:.1f}", f"{cuts[98] * 1000:.1f}"]
@@ -265,7 +270,8 @@ async def recall(
     """recall@10 of the vector side as search_code runs it against an exact scan, per filter and ef_search.
 
     As search_code: an iterative HNSW scan in relaxed order for its 50 candidates, re-sorted by
-    distance; its first 10 are compared with the exact 10 nearest that pass the same filters.
+    distance; its first 10 are compared with the exact 10 nearest that pass the same filters, and
+    with those of them that share the query's topic (cosine at least NOISE_FLOOR).
     """
     conn = await connect(dsn)
     rows = []
@@ -287,20 +293,32 @@ async def recall(
                 {row["id"] for row in await conn.fetch(exact_sql, *where, embedder.vectors[text], 10)}
                 for text, where in zip(sample, filters, strict=True)
             ]
+            topical: list[set[int]] = []
+            for text, truth in zip(sample, exact, strict=True):
+                rows_near = await conn.fetch(
+                    "SELECT id FROM chunks WHERE id = ANY($1) AND 1 - (embedding <=> $2) >= $3",
+                    list(truth), embedder.vectors[text], NOISE_FLOOR,
+                )  # fmt: skip
+                topical.append({row["id"] for row in rows_near})
             for ef in efs:
-                hits = 0
+                hits = topical_hits = 0
                 timings = []
                 async with conn.transaction():
                     await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
                     await conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
-                    for text, where, truth in zip(sample, filters, exact, strict=True):
+                    for text, where, truth, near in zip(sample, filters, exact, topical, strict=True):
                         started = time.perf_counter()
                         found = await conn.fetch(VECTOR_SQL, *where, embedder.vectors[text], candidates)
                         timings.append(time.perf_counter() - started)
-                        hits += len({row["id"] for row in found[:10]} & truth)
-                rows.append(
-                    [name, str(ef), f"{hits / (10 * len(sample)):.3f}", f"{statistics.median(timings) * 1000:.1f}"]
-                )
+                        top = {row["id"] for row in found[:10]}
+                        hits += len(top & truth)
+                        topical_hits += len(top & near)
+                topical_count = sum(len(near) for near in topical)
+                rows.append([
+                    name, str(ef), f"{hits / (10 * len(sample)):.3f}",
+                    f"{topical_hits / topical_count:.3f} of {topical_count}" if topical_count else "none",
+                    f"{statistics.median(timings) * 1000:.1f}",
+                ])  # fmt: skip
     finally:
         await conn.close()
     return rows
@@ -378,7 +396,10 @@ async def measure(dsn: str, size: int, layout: str, queries_count: int, workspac
     body = f"Loaded and indexed in {loaded:.0f} s.\n\n"
     body += table(["measure", "p50 ms", "p95 ms", "p99 ms"], rows)
     body += "\n\nHNSW recall@10 against exact search (50 queries; the vector side's 50 candidates, re-sorted):\n\n"
-    body += table(["filter", "ef_search", "recall@10", "median ms"], await recall(dsn, corpus, queries, embedder))
+    body += table(
+        ["filter", "ef_search", "recall@10", "recall@10 above noise", "median ms"],
+        await recall(dsn, corpus, queries, embedder),
+    )
     return body
 
 
@@ -412,11 +433,12 @@ async def index_variants(chunks: int, queries_count: int) -> str:
                     f" WITH (m = {m}, ef_construction = {ef_construction})"
                 )
                 built = time.perf_counter() - started
-                for filter_name, ef, found, median in await recall(dsn, corpus, queries, embedder, efs=(100, 200)):
-                    rows.append([f"{m}, {ef_construction}", f"{built:.0f}", filter_name, ef, found, median])
+                for measured in await recall(dsn, corpus, queries, embedder, efs=(100, 200)):
+                    rows.append([f"{m}, {ef_construction}", f"{built:.0f}", *measured])
         finally:
             await conn.close()
-    return table(["m, ef_construction", "build s", "filter", "ef_search", "recall@10", "median ms"], rows)
+    headers = ["m, ef_construction", "build s", "filter", "ef_search", "recall@10", "recall@10 above noise"]
+    return table([*headers, "median ms"], rows)
 
 
 async def main(sizes: list[int], layouts: list[str], queries_count: int) -> None:
