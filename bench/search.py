@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import statistics
 import subprocess
@@ -40,7 +41,14 @@ from bench.common import append_report, table, throwaway_database
 from codebase_mcp.db.connect import connect, create_pool
 from codebase_mcp.db.embedded import find_free_port
 from codebase_mcp.embedding import Embedder, Vectors
-from codebase_mcp.search import DEFAULT_TUNING, VECTOR_SQL, SearchTuning, resolve_repositories, search_code
+from codebase_mcp.search import (
+    DEFAULT_TUNING,
+    EXACT_VECTOR_SQL,
+    VECTOR_SQL,
+    SearchTuning,
+    resolve_repositories,
+    search_code,
+)
 from codebase_mcp.settings import EMBEDDING_DIMENSIONS
 from mcp_gateway.auth import grant_entry
 
@@ -173,7 +181,13 @@ async def load_project(conn: asyncpg.Connection[Any], project: str, chunks: int,
                  line, line + 19, texts[offset], vectors[offset])
             )  # fmt: skip
         await conn.copy_records_to_table("chunk_load", records=records)
-    await conn.execute(f"CREATE TABLE {part} (LIKE chunks INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+    await conn.execute(f"CREATE TABLE {part} (LIKE chunks INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)")
+    # What ensure_project sets on each partition it creates (statistics target, TOAST target): a
+    # partition takes neither from its parent, and this one is built apart so its indexes build in bulk.
+    for statement in re.findall(r"EXECUTE format\('(ALTER TABLE %I [^']*)', part\)", await conn.fetchval(
+        "SELECT pg_get_functiondef('ensure_project'::regproc)"
+    )):  # fmt: skip
+        await conn.execute(statement.replace("%I", part))
     await conn.execute(
         f"""
         INSERT INTO {part} (project_id, repository_id, file_version_id, path, language, symbol_name, start_line,
@@ -185,16 +199,15 @@ async def load_project(conn: asyncpg.Connection[Any], project: str, chunks: int,
         """,
         project,
     )
+    await conn.execute(
+        "UPDATE index_generations g SET chunk_count = t.chunks"
+        " FROM (SELECT repository_id, count(*) AS chunks FROM chunk_load GROUP BY repository_id) t"
+        " WHERE g.repository_id = t.repository_id"
+    )
     await conn.execute("DROP TABLE chunk_load")
     await conn.execute("SET maintenance_work_mem = '6GB'")
     await conn.execute("SET max_parallel_maintenance_workers = 1")
     await conn.execute(f"ALTER TABLE chunks ATTACH PARTITION {part} FOR VALUES IN ('{project}')")
-    # The statistics target ensure_project gives a partition (search estimates term matches from it).
-    target = await conn.fetchval(
-        "SELECT attstattarget FROM pg_attribute WHERE attrelid = 'chunks'::regclass AND attname = 'search_tsv'"
-    )
-    if target is not None:
-        await conn.execute(f"ALTER TABLE {part} ALTER COLUMN search_tsv SET STATISTICS {target}")
     await conn.execute(f"VACUUM ANALYZE {part}")
     await conn.execute("ANALYZE repositories, index_generations, file_versions, generation_files, file_contents")
 
@@ -285,11 +298,15 @@ async def recall(
     try:
         for name in ("none", "repository", "language"):
             filters = []
+            # search_code scans a small repository exactly (EXACT_VECTOR_SQL): one more row for it.
+            exact_path = name == "repository"
             for n in range(len(sample)):
                 project = corpus.projects[n % len(corpus.projects)]
                 ids = None
                 if name == "repository":
-                    ids = await resolve_repositories(conn, project, FILTERS[name]["repository"])
+                    match = await resolve_repositories(conn, project, FILTERS[name]["repository"])
+                    ids = match.ids
+                    exact_path = exact_path and match.chunks <= DEFAULT_TUNING.exact_search_max_chunks
                 filters.append((project, ids, FILTERS[name].get("language"), None))
             exact = [
                 {row["id"] for row in await conn.fetch(exact_sql, *where, embedder.vectors[text], 10)}
@@ -302,22 +319,23 @@ async def recall(
                     list(truth), embedder.vectors[text], NOISE_FLOOR,
                 )  # fmt: skip
                 topical.append({row["id"] for row in rows_near})
-            for ef in efs:
+            for ef in [*efs, 0] if exact_path else efs:
                 hits = topical_hits = 0
                 timings = []
                 async with conn.transaction():
                     await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-                    await conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
+                    await conn.execute(f"SET LOCAL hnsw.ef_search = {ef or efs[0]}")
                     for text, where, truth, near in zip(sample, filters, exact, topical, strict=True):
                         started = time.perf_counter()
-                        found = await conn.fetch(VECTOR_SQL, *where, embedder.vectors[text], candidates)
+                        sql = VECTOR_SQL if ef else EXACT_VECTOR_SQL
+                        found = await conn.fetch(sql, *where, embedder.vectors[text], candidates)
                         timings.append(time.perf_counter() - started)
                         top = {row["id"] for row in found[:10]}
                         hits += len(top & truth)
                         topical_hits += len(top & near)
                 topical_count = sum(len(near) for near in topical)
                 rows.append([
-                    name, str(ef), f"{hits / (10 * len(sample)):.3f}",
+                    name, str(ef) if ef else "exact scan", f"{hits / (10 * len(sample)):.3f}",
                     f"{topical_hits / topical_count:.3f} of {topical_count}" if topical_count else "none",
                     f"{statistics.median(timings) * 1000:.1f}",
                 ])  # fmt: skip
@@ -401,7 +419,10 @@ async def measure(dsn: str, size: int, layout: str, queries_count: int, workspac
         rows += await tool_latency(dsn, corpus, queries, workspace)
     body = f"Loaded and indexed in {loaded:.0f} s.\n\n"
     body += table(["measure", "p50 ms", "p95 ms", "p99 ms"], rows)
-    body += "\n\nHNSW recall@10 against exact search (50 queries; the vector side's 50 candidates, re-sorted):\n\n"
+    body += (
+        "\n\nHNSW recall@10 against exact search (50 queries; the vector side's 50 candidates, re-sorted;"
+        " ef_search 'exact scan': search_code's exact scan of a small repository):\n\n"
+    )
     body += table(
         ["filter", "ef_search", "recall@10", "recall@10 above noise", "median ms"],
         await recall(dsn, corpus, queries, embedder),

@@ -205,6 +205,18 @@ async def write_generation(
             [*carried, *version_by_path.values()],
         )
         await _write_chunks(conn, key, repository_id, files, version_by_path, chunks, embeddings, on_slice)
+        # New chunks and those of carried files: search sizes a repository filter by it.
+        await conn.execute(
+            """
+            UPDATE index_generations g
+               SET chunk_count = (SELECT count(*) FROM generation_files f
+                                    JOIN chunks c ON c.file_version_id = f.file_version_id AND c.project_id = $2
+                                   WHERE f.generation_id = g.id)
+             WHERE g.id = $1
+            """,
+            generation_id,
+            key.project_id,
+        )
         await conn.execute(
             "UPDATE repositories SET active_generation_id = $2, last_commit_sha = $3, updated_at = now() WHERE id = $1",
             repository_id,

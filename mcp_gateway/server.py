@@ -344,8 +344,7 @@ def build_server(
             """
             SELECT r.id, r.name, r.source, r.ref, r.last_commit_sha AS commit_sha, g.activated_at AS indexed_at,
                    (SELECT count(*) FROM generation_files f WHERE f.generation_id = r.active_generation_id) AS files,
-                   (SELECT count(*) FROM chunks c JOIN generation_files f ON f.file_version_id = c.file_version_id
-                     WHERE c.project_id = r.project_id AND f.generation_id = r.active_generation_id) AS chunks
+                   coalesce(g.chunk_count, 0) AS chunks
               FROM repositories r LEFT JOIN index_generations g ON g.id = r.active_generation_id
              WHERE r.project_id = $1 ORDER BY r.name
             """,
@@ -394,7 +393,7 @@ def build_server(
         project = resolve_project(project_id)
         async with pool().acquire() as conn:
             try:
-                repository_ids = await resolve_repositories(conn, project, repository)
+                repository_ids = (await resolve_repositories(conn, project, repository)).ids
             except SearchError as error:
                 raise ToolError(str(error)) from None
             row = await conn.fetchrow(

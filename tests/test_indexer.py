@@ -72,6 +72,23 @@ async def top_symbols(
     return [f"{hit.path}:{hit.symbol}" for hit in hits]
 
 
+async def counted_chunks(db: asyncpg.Connection[Any], repository_id: uuid.UUID) -> int:
+    """The active generation's chunk_count, checked against its chunks counted."""
+    row = await db.fetchrow(
+        """
+        SELECT g.chunk_count, (SELECT count(*) FROM generation_files f JOIN chunks c
+                                   ON c.file_version_id = f.file_version_id AND c.project_id = g.project_id
+                                WHERE f.generation_id = g.id) AS counted
+          FROM repositories r JOIN index_generations g ON g.id = r.active_generation_id WHERE r.id = $1
+        """,
+        repository_id,
+    )
+    assert row is not None
+    assert row["chunk_count"] == row["counted"]
+    count: int = row["chunk_count"]
+    return count
+
+
 async def test_full_lifecycle_and_search(
     db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path, project: str
 ) -> None:
@@ -130,6 +147,21 @@ async def test_full_lifecycle_and_search(
     assert found[0] == "java/jobs/RetryQueue.java:RetryQueue"
     assert all(hit.startswith("java/") for hit in found)
     assert not await search_code(db, embedder, project, "stolen secret", path_glob="escape.py")
+    # A repository this small is searched exactly (SearchTuning.exact_search_max_chunks).
+    found = await top_symbols(db, embedder, project, "charge a customer's credit card", repository=str(repo))
+    assert found[0] == "billing/invoice.py:PaymentGateway"
+    # Vectors and tsvectors stay in the row (migration 0006), though most rows pass the 2 KB at
+    # which PostgreSQL's default would have moved them out.
+    layout = await db.fetchrow(
+        "SELECT count(*) FILTER (WHERE pg_column_toast_chunk_id(embedding) IS NOT NULL"
+        "                        OR pg_column_toast_chunk_id(search_tsv) IS NOT NULL) AS out_of_line,"
+        "       count(*) FILTER (WHERE pg_column_size(embedding) + pg_column_size(search_tsv) > 2032) AS large"
+        "  FROM chunks WHERE project_id = $1",
+        project,
+    )
+    assert layout is not None
+    assert layout["out_of_line"] == 0
+    assert layout["large"] > 0
     # Query text is data, never tsquery syntax.
     operators = await search_code(db, embedder, project, "a & !b | c:* <-> (d) compute_invoice_total")
     assert any(hit.symbol == "compute_invoice_total" and hit.text_rank for hit in operators)
@@ -227,10 +259,12 @@ async def test_incremental_reindex_embeds_only_what_changed(
     settings = make_settings(workspace)
     first = await index(db, database_url, embedder, settings, project_id=project, repo_path=str(repo))
 
+    assert await counted_chunks(db, first["repository_id"]) == json.loads(first["metadata"])["chunks_total"]
     unchanged = await index(db, database_url, embedder, settings, project_id=project, repo_path=str(repo))
     meta = json.loads(unchanged["metadata"])
     assert (meta["files_changed"], meta["chunks_embedded"], meta["chunks_from_cache"]) == (0, 0, 0)
     assert meta["chunks_total"] == json.loads(first["metadata"])["chunks_total"]
+    assert await counted_chunks(db, first["repository_id"]) == meta["chunks_total"], "carried files count too"
 
     old = (repo / "billing/invoice.py").read_text()
     new = old.replace('raise ValueError("amount must be positive")', 'raise ValueError("refusing a zero charge")')
@@ -257,6 +291,7 @@ async def test_incremental_reindex_embeds_only_what_changed(
         "SELECT count(*) FROM index_generations WHERE repository_id = $1", changed["repository_id"]
     )
     assert generations == 1
+    assert await counted_chunks(db, changed["repository_id"]) == meta["chunks_total"]
 
     forced = await index(db, database_url, embedder, settings, project_id=project, repo_path=str(repo),
                          force_reindex=True)  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from typing import Any
 
 import asyncpg
@@ -200,23 +201,30 @@ async def test_vector_indexes_exist(database_url: str) -> None:
     assert "USING gin (search_tsv)" in indexes["idx_chunks_search_tsv"]
 
 
+async def _old_file(conn: asyncpg.Connection[Any], path: str) -> tuple[uuid.UUID, int, bytes]:
+    """Project 'old' with repository 'r' holding one file version at `path`: (repository, version, sha)."""
+    await conn.execute("SELECT ensure_project('old')")
+    repo: uuid.UUID = await conn.fetchval(
+        "INSERT INTO repositories (project_id, name, source_kind, source) VALUES ('old', 'r', 'path', '/r')"
+        " RETURNING id"
+    )
+    digest = hashlib.sha256(b"body").digest()
+    await conn.execute("INSERT INTO file_contents VALUES ('old', $1, 'body')", digest)
+    version: int = await conn.fetchval(
+        "INSERT INTO file_versions (project_id, repository_id, path, content_sha256, size_bytes, line_count)"
+        " VALUES ('old', $1, $2, $3, 4, 1) RETURNING id",
+        repo,
+        path,
+        digest,
+    )
+    return repo, version, digest
+
+
 async def test_0004_weights_the_names_of_chunks_written_before_it(empty_database_url: str) -> None:
     dsn = empty_database_url
     await asyncio.to_thread(migrations.upgrade, dsn, "0003")
     async with connection(dsn) as conn:
-        await conn.execute("SELECT ensure_project('old')")
-        repo = await conn.fetchval(
-            "INSERT INTO repositories (project_id, name, source_kind, source) VALUES ('old', 'r', 'path', '/r')"
-            " RETURNING id"
-        )
-        digest = hashlib.sha256(b"body").digest()
-        await conn.execute("INSERT INTO file_contents VALUES ('old', $1, 'body')", digest)
-        version = await conn.fetchval(
-            "INSERT INTO file_versions (project_id, repository_id, path, content_sha256, size_bytes, line_count)"
-            " VALUES ('old', $1, 'pkg/config_loader.py', $2, 4, 1) RETURNING id",
-            repo,
-            digest,
-        )
+        repo, version, digest = await _old_file(conn, "pkg/config_loader.py")
         # A chunk as the indexer wrote it before 0004: every token at the default weight.
         await conn.execute(
             "INSERT INTO chunks (project_id, repository_id, file_version_id, path, symbol_name, start_line, end_line,"
@@ -254,3 +262,47 @@ async def test_0005_sets_finer_search_statistics_on_old_and_new_partitions(empty
     await _fetch(dsn, "SELECT ensure_project('newer')")
     assert [row[1] for row in await _fetch(dsn, target)] == [None, None, None], "back to the default target"
     assert "ef_construction='64'" in (await _fetch(dsn, hnsw))[0][0]
+
+
+async def test_0006_keeps_vectors_in_the_row_and_counts_each_generations_chunks(empty_database_url: str) -> None:
+    dsn = empty_database_url
+    layout = """
+        SELECT p.id, c.reloptions, e.attstorage AS embedding, t.attstorage AS search_tsv
+          FROM projects p JOIN pg_class c ON c.relname = p.chunk_partition
+          JOIN pg_attribute e ON e.attrelid = c.oid AND e.attname = 'embedding'
+          JOIN pg_attribute t ON t.attrelid = c.oid AND t.attname = 'search_tsv'
+         ORDER BY p.id
+    """
+    await asyncio.to_thread(migrations.upgrade, dsn, "0005")
+    async with connection(dsn) as conn:
+        repo, version, digest = await _old_file(conn, "a.py")
+        generation = await conn.fetchval(
+            "INSERT INTO index_generations (repository_id, project_id, embedding_model) VALUES ($1, 'old', 'm')"
+            " RETURNING id",
+            repo,
+        )
+        await conn.execute("UPDATE repositories SET active_generation_id = $2 WHERE id = $1", repo, generation)
+        await conn.execute("INSERT INTO generation_files VALUES ($1, $2)", generation, version)
+        await conn.executemany(
+            "INSERT INTO chunks (project_id, repository_id, file_version_id, path, start_line, end_line, content,"
+            " content_sha256, embedding, search_tsv) VALUES ('old', $1, $2, 'a.py', $3, $3, 'body', $4, $5, '')",
+            [(repo, version, line, digest, np.ones(384, dtype=np.float32) / np.sqrt(384)) for line in (1, 2, 3)],
+        )
+    await asyncio.to_thread(migrations.upgrade, dsn)
+    await _fetch(dsn, "SELECT ensure_project('new')")
+    assert [tuple(row) for row in await _fetch(dsn, layout)] == [
+        ("new", ["toast_tuple_target=4000"], b"m", b"m"),
+        ("old", ["toast_tuple_target=4000"], b"m", b"m"),
+    ]
+    counts = "SELECT chunk_count FROM index_generations WHERE id = $1"
+    assert [row[0] for row in await _fetch(dsn, counts, generation)] == [3], "backfilled from the chunks"
+
+    await asyncio.to_thread(migrations.downgrade, dsn, "0005")
+    await _fetch(dsn, "SELECT ensure_project('newer')")
+    assert [tuple(row) for row in await _fetch(dsn, layout)] == [
+        ("new", None, b"e", b"x"),
+        ("newer", None, b"e", b"x"),
+        ("old", None, b"e", b"x"),
+    ]
+    columns = "SELECT attname FROM pg_attribute WHERE attrelid = 'index_generations'::regclass AND attname = $1"
+    assert await _fetch(dsn, columns, "chunk_count") == []

@@ -17,6 +17,8 @@ import asyncpg
 import numpy as np
 import pytest
 
+from codebase_mcp.embedding import Embedder, Vectors
+
 DIM = 384
 K = 10
 
@@ -47,6 +49,7 @@ async def _seed(conn: asyncpg.Connection[Any], rng: np.random.Generator, project
             repo, project,
         )  # fmt: skip
         await conn.execute("UPDATE repositories SET active_generation_id = $2 WHERE id = $1", repo, generation)
+        await conn.execute("UPDATE index_generations SET chunk_count = $2 WHERE id = $1", generation, count)
         text = f"contents of {name}"
         digest = hashlib.sha256(text.encode()).digest()
         await conn.execute(
@@ -197,3 +200,72 @@ async def test_filtered_vector_candidates_come_back_nearest_first(
         unordered += [row["distance"] for row in raw] != sorted(row["distance"] for row in raw)
     # Without this the test could not fail: the index itself must return some scans out of order.
     assert unordered, "no relaxed-order scan came back out of order; the test no longer exercises the re-sort"
+
+
+class _GivenVector(Embedder):
+    """The query's vector, chosen by the test: search runs without the model."""
+
+    def __init__(self, vector: np.ndarray[Any, Any]) -> None:
+        super().__init__()
+        self.vector = vector
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> Vectors:
+        return np.stack([self.vector for _ in texts])
+
+
+async def _hnsw_scans(conn: asyncpg.Connection[Any], project: str) -> int:
+    """Scans of the project's HNSW index so far, this connection's included (flushed first)."""
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    scans: int = await conn.fetchval(
+        "SELECT s.idx_scan FROM pg_stat_user_indexes s JOIN projects p ON s.relname = p.chunk_partition"
+        " WHERE p.id = $1 AND s.indexrelname LIKE '%embedding%'",
+        project,
+    )
+    return scans
+
+
+async def test_a_small_repository_is_searched_exactly(db: asyncpg.Connection[Any]) -> None:
+    # Below SearchTuning.exact_search_max_chunks a repository filter reads the repository's live
+    # chunks and ranks them all (no HNSW walk past the other repositories' rows): the true nearest,
+    # in order, and never a chunk outside the active generation.
+    from codebase_mcp.search import SearchTuning, search_code
+
+    rng = np.random.default_rng(21)
+    seeded = await _seed(db, rng, f"exact-{uuid.uuid4().hex[:8]}", {"lib": 600, "other": 600})
+    lib = seeded.repositories["lib"]
+    query = _unit_vectors(rng, 1)[0]
+    digest = hashlib.sha256(b"contents of lib").digest()
+    stale = await db.fetchval(
+        "INSERT INTO file_versions (project_id, repository_id, path, content_sha256, size_bytes, line_count)"
+        " VALUES ($1, $2, 'stale.py', $3, 10, 1) RETURNING id",
+        seeded.project, lib, digest,
+    )  # fmt: skip
+    # The query's own vector, in a file version no generation lists: nearest of all, never a result.
+    await db.execute(
+        "INSERT INTO chunks (project_id, repository_id, file_version_id, path, start_line, end_line, content,"
+        " content_sha256, embedding, search_tsv) VALUES ($1, $2, $3, 'stale.py', 1, 1, 'x', $4, $5, ''::tsvector)",
+        seeded.project, lib, stale, digest, query,
+    )  # fmt: skip
+    # The truth: every live chunk of lib, ranked by a sequential scan (`+ 0`: no index provides that order).
+    truth = await db.fetch(
+        "SELECT start_line FROM chunks WHERE project_id = $1 AND repository_id = $2 AND path = 'main.py'"
+        " ORDER BY (embedding <=> $3) + 0 LIMIT 50",
+        seeded.project, lib, query,
+    )  # fmt: skip
+    expected = [row["start_line"] for row in truth]
+    embedder = _GivenVector(query)
+    vector_only = SearchTuning(text_weight=0.0)
+
+    before = await _hnsw_scans(db, seeded.project)
+    hits = await search_code(db, embedder, seeded.project, "q", limit=50, repository="lib", tuning=vector_only)
+    assert [hit.start_line for hit in hits] == expected
+    assert {hit.path for hit in hits} == {"main.py"}
+    assert await _hnsw_scans(db, seeded.project) == before, "600 chunks are under the limit: no HNSW scan"
+
+    # Over the limit, the same search walks the graph (and still leaves the stale chunk out).
+    graph = SearchTuning(text_weight=0.0, exact_search_max_chunks=100)
+    hits = await search_code(db, embedder, seeded.project, "q", limit=50, repository="lib", tuning=graph)
+    assert await _hnsw_scans(db, seeded.project) > before
+    assert {hit.path for hit in hits} == {"main.py"}
+    assert len(hits) == 50
