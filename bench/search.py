@@ -319,15 +319,18 @@ async def recall(
                     list(truth), embedder.vectors[text], NOISE_FLOOR,
                 )  # fmt: skip
                 topical.append({row["id"] for row in rows_near})
-            for ef in [*efs, 0] if exact_path else efs:
+            # (label, query, ef_search): the graph at each ef_search, then the exact scan (which ignores it).
+            variants = [(str(ef), VECTOR_SQL, ef) for ef in efs]
+            if exact_path:
+                variants.append(("exact scan", EXACT_VECTOR_SQL, efs[0]))
+            for label, sql, ef in variants:
                 hits = topical_hits = 0
                 timings = []
                 async with conn.transaction():
                     await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-                    await conn.execute(f"SET LOCAL hnsw.ef_search = {ef or efs[0]}")
+                    await conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
                     for text, where, truth, near in zip(sample, filters, exact, topical, strict=True):
                         started = time.perf_counter()
-                        sql = VECTOR_SQL if ef else EXACT_VECTOR_SQL
                         found = await conn.fetch(sql, *where, embedder.vectors[text], candidates)
                         timings.append(time.perf_counter() - started)
                         top = {row["id"] for row in found[:10]}
@@ -335,7 +338,7 @@ async def recall(
                         topical_hits += len(top & near)
                 topical_count = sum(len(near) for near in topical)
                 rows.append([
-                    name, str(ef) if ef else "exact scan", f"{hits / (10 * len(sample)):.3f}",
+                    name, label, f"{hits / (10 * len(sample)):.3f}",
                     f"{topical_hits / topical_count:.3f} of {topical_count}" if topical_count else "none",
                     f"{statistics.median(timings) * 1000:.1f}",
                 ])  # fmt: skip

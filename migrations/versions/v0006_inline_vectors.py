@@ -4,13 +4,14 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-24
 
-A chunk row holds a 1,544-byte vector, a tsvector of about 1.4 KB and about 1 KB of code. Past
-2 KB PostgreSQL moves the largest values out of the row into TOAST, vector and tsvector first,
-so ranking full-text matches read a TOAST entry per chunk, and an exact scan of a repository's
-5,000 chunks read 17,000 buffers for 2,500 heap pages: 20-31 ms, no faster than the HNSW graph.
-With both columns stored MAIN and rows kept whole up to 4,000 bytes, the code text goes out of
-line instead (search reads it for the 10 hits only): the exact scan took 4-12 ms and a whole
-search's p95 fell from 28-29 to 17-21 ms at 50,000 chunks (docs/benchmarks.md, session 6).
+A chunk row holds a 1,544-byte vector, its tsvector and its code (about 470 characters in a
+typical chunk of click or requests, up to a few KB). Past 2 KB PostgreSQL moves the largest values
+out of the row into TOAST, the vector first (and with longer chunks the tsvector), so an exact scan
+of a repository's 5,000 chunks read 17,000 buffers: 20-31 ms, no faster than the HNSW graph, and
+ranking full-text matches of longer chunks read a TOAST entry per match. With both columns stored
+MAIN and rows kept whole up to 4,000 bytes, the code text goes out of line instead (search reads
+it for the 10 hits only): the exact scan took 4-12 ms, and with 120-word chunks a whole search's
+p95 fell from 28-29 to 17-21 ms at 50,000 chunks (docs/benchmarks.md, session 6).
 toast_tuple_target is a per-table setting a partition does not take from its parent, so every
 existing partition gets it here and ensure_project gives it to each new one. Rows already written
 keep their layout until their files are indexed again (rewriting them here would insert every
