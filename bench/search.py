@@ -38,6 +38,7 @@ import numpy as np
 from fastmcp import Client
 
 from bench.common import append_report, table, throwaway_database
+from codebase_mcp import repository_graphs
 from codebase_mcp.db.connect import connect, create_pool
 from codebase_mcp.db.embedded import find_free_port
 from codebase_mcp.embedding import Embedder, Vectors
@@ -298,14 +299,17 @@ async def recall(
     try:
         for name in ("none", "repository", "language"):
             filters = []
-            # search_code scans a small repository exactly (EXACT_VECTOR_SQL): one more row for it.
-            exact_path = name == "repository"
+            # search_code scans a small repository exactly (EXACT_VECTOR_SQL) and walks a large one's
+            # own graph (planned with the filter's value): a row for whichever applies.
+            exact_path = own_graph = name == "repository"
             for n in range(len(sample)):
                 project = corpus.projects[n % len(corpus.projects)]
                 ids = None
                 if name == "repository":
                     match = await resolve_repositories(conn, project, FILTERS[name]["repository"])
                     ids = match.ids
+                    own_graph = own_graph and match.graphed
+                    exact_path = exact_path and not match.graphed
                     exact_path = exact_path and match.chunks <= DEFAULT_TUNING.exact_search_max_chunks
                 filters.append((project, ids, FILTERS[name].get("language"), None))
             exact = [
@@ -319,16 +323,21 @@ async def recall(
                     list(truth), embedder.vectors[text], NOISE_FLOOR,
                 )  # fmt: skip
                 topical.append({row["id"] for row in rows_near})
-            # (label, query, ef_search): the graph at each ef_search, then the exact scan (which ignores it).
-            variants = [(str(ef), VECTOR_SQL, ef) for ef in efs]
+            # (label, query, ef_search, plan): the graph at each ef_search, then the exact scan (which
+            # ignores it). A generic plan cannot use a repository's own graph: the project's graph, as
+            # before repositories had their own, side by side.
+            variants = [(str(ef), VECTOR_SQL, ef, "force_custom_plan" if own_graph else "auto") for ef in efs]
+            if own_graph:
+                variants += [(f"{ef}, project's graph", VECTOR_SQL, ef, "force_generic_plan") for ef in efs[:2]]
             if exact_path:
-                variants.append(("exact scan", EXACT_VECTOR_SQL, efs[0]))
-            for label, sql, ef in variants:
+                variants.append(("exact scan", EXACT_VECTOR_SQL, efs[0], "auto"))
+            for label, sql, ef, plan in variants:
                 hits = topical_hits = 0
                 timings = []
                 async with conn.transaction():
                     await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
                     await conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
+                    await conn.execute(f"SET LOCAL plan_cache_mode = {plan}")
                     for text, where, truth, near in zip(sample, filters, exact, topical, strict=True):
                         started = time.perf_counter()
                         found = await conn.fetch(sql, *where, embedder.vectors[text], candidates)
@@ -397,6 +406,46 @@ async def tool_latency(dsn: str, corpus: Corpus, queries: list[str], workspace: 
     return rows
 
 
+async def repository_filter_latency(
+    dsn: str, corpus: Corpus, queries: list[str], embedder: GivenVectors
+) -> list[float]:
+    """search_code with the repository filter, one client, after an untimed pass (as sql_latency)."""
+    pool = await create_pool(dsn, min_size=1, max_size=4)
+    try:
+
+        async def one(n: int) -> None:
+            project = corpus.projects[n % len(corpus.projects)]
+            await search_code(pool, embedder, project, queries[n], repository=FILTERS["repository"]["repository"])
+
+        await concurrently(1, len(queries), one)
+        return await concurrently(1, len(queries), one)
+    finally:
+        await pool.close()
+
+
+async def build_repository_graphs(dsn: str, projects: list[str]) -> tuple[int, float]:
+    """What the indexer does for a repository past REPOSITORY_GRAPH_MIN_CHUNKS: its own graph.
+
+    Returns how many were built and the seconds it took (then a checkpoint, as after loading).
+    """
+    conn = await connect(dsn)
+    started = time.perf_counter()
+    try:
+        large = await conn.fetch(
+            "SELECT r.project_id, r.id, g.chunk_count FROM repositories r"
+            " JOIN index_generations g ON g.id = r.active_generation_id"
+            " WHERE r.project_id = ANY($1::text[]) AND g.chunk_count > $2 ORDER BY r.project_id, r.name",
+            projects, repository_graphs.DEFAULT_MIN_CHUNKS,
+        )  # fmt: skip
+        for row in large:
+            await repository_graphs.ensure_graph(conn, row["project_id"], row["id"], row["chunk_count"])
+        built = time.perf_counter() - started
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+    return len(large), built
+
+
 async def measure(dsn: str, size: int, layout: str, queries_count: int, workspace: Path, with_tool: bool) -> str:
     generator = np.random.default_rng(size)
     centers = generator.standard_normal((max(100, size // 200), EMBEDDING_DIMENSIONS)).astype(np.float32)
@@ -417,14 +466,20 @@ async def measure(dsn: str, size: int, layout: str, queries_count: int, workspac
     loaded = time.perf_counter() - started
     embedder = GivenVectors()
     queries = make_queries(corpus, queries_count, embedder)
+    # The repository filter before and after large repositories get their own graphs, side by side.
+    before = await repository_filter_latency(dsn, corpus, queries, embedder)
+    graphs, built = await build_repository_graphs(dsn, projects)
     rows = await sql_latency(dsn, corpus, queries, embedder)
+    rows.insert(3, [f"SQL, 1 client(s), filter: repository, before its graph was built ({len(queries)} queries)",
+                    *percentiles(before)])  # fmt: skip
     if with_tool:
         rows += await tool_latency(dsn, corpus, queries, workspace)
-    body = f"Loaded and indexed in {loaded:.0f} s.\n\n"
+    body = f"Loaded and indexed in {loaded:.0f} s; {graphs} repository graph(s) built in {built:.0f} s.\n\n"
     body += table(["measure", "p50 ms", "p95 ms", "p99 ms"], rows)
     body += (
         "\n\nHNSW recall@10 against exact search (50 queries; the vector side's 50 candidates, re-sorted;"
-        " ef_search 'exact scan': search_code's exact scan of a small repository):\n\n"
+        " ef_search 'exact scan': search_code's exact scan of a small repository; a repository filter on a"
+        " repository with its own graph walks that graph, and \"project's graph\" the project's, as before):\n\n"
     )
     body += table(
         ["filter", "ef_search", "recall@10", "recall@10 above noise", "median ms"],

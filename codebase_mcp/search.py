@@ -2,7 +2,8 @@
 
 Two candidate lists come from the project's active generations (filters applied inside SQL):
 - vector: HNSW cosine search with pgvector's iterative scan, so filters never starve it of rows
-  (a repository filter that leaves few chunks is answered by an exact scan of them instead);
+  (a repository filter walks that repository's own graph where it has one, and ranks a small
+  repository's chunks exactly);
 - text: PostgreSQL full-text search over code-aware tokens (identifiers split on case and `_`).
 They are fused by weighted reciprocal rank fusion (score = sum of weight / (k + rank); SearchTuning),
 which needs no score calibration between the two and rewards chunks both lists agree on.
@@ -23,6 +24,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from codebase_mcp import repository_graphs
 from codebase_mcp.code_tokens import search_document
 from codebase_mcp.embedding import Embedder
 from codebase_mcp.jobs import validate_project_id
@@ -55,12 +57,13 @@ class SearchTuning:
     # (1.0 / 0: keep every term); see _text_query.
     common_term_share: float = 0.1
     max_text_matches: int = 2000
-    # A repository filter that leaves at most this many chunks is answered by an exact scan of them
-    # instead of the HNSW graph. The graph finds 50 chunks of a repository holding a tenth of the
-    # project by walking past ten times as many (14,000 buffers at 1M chunks, p95 28-37 ms, recall@10
-    # 0.67-0.68 against exact at 20 x 50k). Side by side, vector query p95: 5,000 chunks exact 14-15
-    # ms vs graph 34-39, 10,000: 25-26 vs 41-44, 20,000: 50-51 vs 45-49 (docs/benchmarks.md).
-    # 0: the graph always.
+    # A repository filter on a repository without a graph of its own (repository_graphs: the
+    # indexer builds one past REPOSITORY_GRAPH_MIN_CHUNKS) that leaves at most this many chunks is
+    # answered by an exact scan of them instead of the project's HNSW graph. That graph finds 50
+    # chunks of a repository holding a tenth of the project by walking past ten times as many
+    # (14,000 buffers at 1M chunks, p95 28-37 ms, recall@10 0.67-0.68 against exact at 20 x 50k).
+    # Side by side, vector query p95: 5,000 chunks exact 14-15 ms vs graph 34-39, 10,000: 25-26 vs
+    # 41-44, 20,000: 50-51 vs 45-49 (docs/benchmarks.md). 0: a graph always.
     exact_search_max_chunks: int = 10_000
 
 
@@ -222,28 +225,35 @@ SELECT c.id, c.repository_id, r.name AS repository, c.path, c.start_line, c.end_
 
 @dataclass(frozen=True)
 class RepositoryMatch:
-    """The repositories a name, source or id names in a project, and their searchable chunks."""
+    """The repositories a name, source or id names in a project, their searchable chunks, and
+    whether each has its own HNSW graph (repository_graphs)."""
 
     ids: list[uuid.UUID]
     chunks: int
+    graphed: bool
 
 
 async def resolve_repositories(conn: Any, project_id: str, repository: str) -> RepositoryMatch:
     """Repositories in this project matching a name, a source (path or URL) or an id."""
     rows = await conn.fetch(
         """
-        SELECT r.id, coalesce(g.chunk_count, 0) AS chunks
+        SELECT r.id, coalesce(g.chunk_count, 0) AS chunks,
+               coalesce((SELECT i.indisvalid FROM pg_index i
+                          WHERE i.indexrelid = to_regclass($3 || replace(r.id::text, '-', ''))), false) AS graphed
           FROM repositories r LEFT JOIN index_generations g ON g.id = r.active_generation_id
          WHERE r.project_id = $1 AND (r.name = $2 OR r.source = $2 OR r.id::text = $2)
         """,
         project_id,
         repository,
+        repository_graphs.GRAPH_PREFIX,
     )
     if not rows:
         raise SearchError(
             f"no repository {repository!r} in project {project_id!r}; list_repositories shows the indexed ones"
         )
-    return RepositoryMatch([row["id"] for row in rows], sum(row["chunks"] for row in rows))
+    return RepositoryMatch(
+        [row["id"] for row in rows], sum(row["chunks"] for row in rows), all(row["graphed"] for row in rows)
+    )
 
 
 # asyncpg's classes are generic only to type checkers, hence the quotes.
@@ -288,13 +298,21 @@ async def search_code(
         if not tuning.vector_weight:
             return []
         vector = (await asyncio.to_thread(embedder.encode, [query]))[0]
-        exact = repositories is not None and repositories.chunks <= tuning.exact_search_max_chunks
+        # One repository with its own graph walks that graph; a small one without is ranked exactly.
+        own_graph = repositories is not None and len(repositories.ids) == 1 and repositories.graphed
+        exact = repositories is not None and not own_graph and repositories.chunks <= tuning.exact_search_max_chunks
+        settings = [_NO_PARALLEL_WORKERS]
+        if not exact:
+            # Iterative scans keep walking the HNSW graph until enough rows pass the filters.
+            settings.append("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            settings.append(f"SET LOCAL hnsw.ef_search = {max(tuning.ef_search, candidates)}")
+        if own_graph:
+            # The planner proves a partial index usable only from the filter's value: a generic
+            # plan of this prepared statement would walk the project's graph instead.
+            settings.append("SET LOCAL plan_cache_mode = force_custom_plan")
         async with _connection(db) as conn, conn.transaction(readonly=True):
-            await conn.execute(_NO_PARALLEL_WORKERS)
-            if not exact:
-                # Iterative scans keep walking the HNSW graph until enough rows pass the filters.
-                await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-                await conn.execute(f"SET LOCAL hnsw.ef_search = {max(tuning.ef_search, candidates)}")
+            # One round trip for all of them (0.4 ms a search less than one each, measured at 1M chunks).
+            await conn.execute("; ".join(settings))
             rows = await conn.fetch(EXACT_VECTOR_SQL if exact else VECTOR_SQL, *filters, vector, candidates)
         return [row["id"] for row in rows]
 

@@ -16,6 +16,8 @@ import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from codebase_mcp import repository_graphs
+
 # The embedding model the schema's vector(384) columns were made for.
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDING_DIMENSIONS = 384
@@ -60,6 +62,11 @@ class Settings(BaseSettings):
     cancellation_check_interval_seconds: float = Field(default=5, gt=0)
     max_file_size_bytes: int = Field(
         default=1_000_000, ge=1, description="Files larger than this are skipped (generated or data files)."
+    )
+    repository_graph_min_chunks: int = Field(
+        default=repository_graphs.DEFAULT_MIN_CHUNKS,
+        ge=0,
+        description="A repository with more chunks than this gets its own HNSW graph (see repository_graphs.py).",
     )
     allowed_git_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Comma-separated hosts git URLs may point to; empty allows any host."

@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from codebase_mcp import job_rows
+from codebase_mcp import job_rows, repository_graphs
 from codebase_mcp.code_tokens import search_document
 from codebase_mcp.db.connect import connect
 from codebase_mcp.embedding import Embedder, get_embedder
@@ -212,7 +212,7 @@ async def _index(
         base = await store.baseline(conn, key)
         work = await _scan_and_chunk(reporter, source, settings, model, base, force=job.force_reindex)
     embeddings = await _embed(conn, reporter, model, work, force=job.force_reindex)
-    await _write(conn, reporter, job, source, key, base, model, work, embeddings)
+    await _write(conn, reporter, job, source, key, base, model, work, embeddings, settings.repository_graph_min_chunks)
 
 
 async def _scan_and_chunk(
@@ -322,9 +322,21 @@ async def _write(
     embedder: Embedder,
     work: Work,
     embeddings: np.ndarray[Any, Any],
+    graph_min_chunks: int,
 ) -> None:
+    carried_chunks = await _carried_chunk_count(conn, job.project_id, work.carried)
+    chunk_total = len(work.chunks) + carried_chunks
+    # A large repository gets its own search graph before its chunks are written, so that they go
+    # into it in the generation's transaction (repository_graphs says why, and what it costs).
+    repository_id = base.repository_id or store.repository_id_for(key)
+    if chunk_total > graph_min_chunks and not await repository_graphs.has_graph(conn, repository_id):
+        started = time.perf_counter()
+        await reporter.report(
+            "writing", 0, 1, f"Building this repository's search graph ({chunk_total:,} chunks)", force=True
+        )
+        await repository_graphs.ensure_graph(conn, key.project_id, repository_id, carried_chunks)
+        work.seconds["graph"] = time.perf_counter() - started
     await reporter.report("writing", 0, 1, f"Writing {len(work.chunks):,} chunks", force=True)
-    chunk_total = len(work.chunks) + (await _carried_chunk_count(conn, job.project_id, work.carried))
     reporter.counters["chunks_created"] = len(work.chunks)
     counters = {
         "files_scanned": reporter.counters["files_scanned"],

@@ -7,6 +7,7 @@ or cancelled job leaves nothing behind; and "completed" is true exactly when the
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,18 @@ class RepositoryKey:
     source: str
     ref: str | None
     name: str
+
+
+# Names a new repository's id before its row exists (its search graph is built first; see
+# codebase_mcp/repository_graphs.py), and names it the same on every try: a failed first index
+# leaves a graph that the next try of the same source uses instead of another one left behind.
+_REPOSITORY_IDS = uuid.UUID("5f0d6c3e-8a59-4c1e-9a56-2f4d3b1c7e90")
+
+
+def repository_id_for(key: RepositoryKey) -> uuid.UUID:
+    """The id a repository gets when its first index creates its row (unique as its source is)."""
+    # JSON keeps a missing ref (null) apart from an empty one, as the unique constraint does.
+    return uuid.uuid5(_REPOSITORY_IDS, json.dumps([key.project_id, key.kind, key.source, key.ref]))
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,7 @@ async def write_generation(
     async with conn.transaction():
         repository_id: uuid.UUID = await conn.fetchval(
             """
-            INSERT INTO repositories (project_id, name, source_kind, source, ref) VALUES ($1, $2, $3, $4, $5)
+            INSERT INTO repositories (id, project_id, name, source_kind, source, ref) VALUES ($6, $1, $2, $3, $4, $5)
             ON CONFLICT ON CONSTRAINT uq_repositories_source DO UPDATE SET name = EXCLUDED.name, updated_at = now()
             RETURNING id
             """,
@@ -155,6 +168,7 @@ async def write_generation(
             key.kind,
             key.source,
             key.ref,
+            repository_id_for(key),
         )
         active = await conn.fetchval(
             "SELECT active_generation_id FROM repositories WHERE id = $1 FOR UPDATE", repository_id

@@ -300,6 +300,47 @@ async def test_incremental_reindex_embeds_only_what_changed(
     assert meta["files_changed"] == forced["files_indexed"]
 
 
+async def test_a_large_repository_gets_its_own_search_graph(
+    db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path, project: str
+) -> None:
+    # Past REPOSITORY_GRAPH_MIN_CHUNKS the first index builds the repository's graph before writing
+    # its chunks (they are in it when the job completes); later jobs keep it, and a repository
+    # under the threshold gets none.
+    from codebase_mcp import repository_graphs
+    from indexer_image import store
+
+    repo = support.make_sample_repository(workspace / "sample")
+    settings = make_settings(workspace, repository_graph_min_chunks=5)
+    first = await index(db, database_url, embedder, settings, project_id=project, repo_path=str(repo))
+    repository_id = first["repository_id"]
+    chunks = await counted_chunks(db, repository_id)
+    assert chunks > 5
+    assert await repository_graphs.has_graph(db, repository_id)
+    assert "graph" in json.loads(first["metadata"])["seconds"]
+    key = store.RepositoryKey(project, "path", str(repo.resolve()), None, "sample")
+    assert repository_id == store.repository_id_for(key), "named before its row existed, the same on every try"
+    assert store.repository_id_for(dataclasses.replace(key, ref="")) != repository_id
+    graph = repository_graphs.graph_name(repository_id)
+    definition = await db.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = $1", graph)
+    assert "USING hnsw" in definition
+    assert f"repository_id = '{repository_id}'::uuid" in definition
+    project_graph = await db.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'idx_chunks_embedding_hnsw'")
+    assert project_graph == ["m=16", "ef_construction=128"]
+    assert "WITH (m='16', ef_construction='128')" in definition, "built as the project's graph"
+
+    again = await index(db, database_url, embedder, settings, project_id=project, repo_path=str(repo))
+    assert again["repository_id"] == repository_id
+    assert "graph" not in json.loads(again["metadata"])["seconds"], "kept, not rebuilt"
+    assert await repository_graphs.has_graph(db, repository_id)
+    hits = await search_code(db, embedder, project, "charge an invoice", repository="sample")
+    assert hits
+    assert {hit.repository_id for hit in hits} == {repository_id}
+
+    small = support.make_sample_repository(workspace / "small")
+    row = await index(db, database_url, embedder, make_settings(workspace), project_id=project, repo_path=str(small))
+    assert not await repository_graphs.has_graph(db, row["repository_id"]), "under 5,000 chunks: no graph"
+
+
 async def test_two_repositories_share_embeddings(
     db: asyncpg.Connection[Any], database_url: str, embedder: Embedder, workspace: Path, project: str
 ) -> None:

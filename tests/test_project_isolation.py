@@ -269,3 +269,53 @@ async def test_a_small_repository_is_searched_exactly(db: asyncpg.Connection[Any
     assert await _hnsw_scans(db, seeded.project) > before
     assert {hit.path for hit in hits} == {"main.py"}
     assert len(hits) == 50
+
+
+async def _index_scans(conn: asyncpg.Connection[Any], index: str) -> int:
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    scans: int = await conn.fetchval("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = $1", index)
+    return scans
+
+
+async def test_a_large_repository_walks_its_own_graph(db: asyncpg.Connection[Any]) -> None:
+    # A repository with its own graph (repository_graphs) is searched through it, not through the
+    # project's graph past every other repository's chunks; one without still walks the project's.
+    from codebase_mcp import repository_graphs
+    from codebase_mcp.search import SearchTuning, search_code
+
+    rng = np.random.default_rng(33)
+    seeded = await _seed(db, rng, f"graph-{uuid.uuid4().hex[:8]}", {"lib": 800, "other": 2400})
+    lib, other = seeded.repositories["lib"], seeded.repositories["other"]
+    assert await repository_graphs.ensure_graph(db, seeded.project, lib, 800)
+    assert not await repository_graphs.ensure_graph(db, seeded.project, lib, 800), "built once"
+    assert await repository_graphs.has_graph(db, lib)
+    assert not await repository_graphs.has_graph(db, other)
+    graph = repository_graphs.graph_name(lib)
+    indexed = await db.fetchval(
+        "SELECT count(*) FROM pg_indexes WHERE indexname = $1 AND indexdef LIKE '%hnsw%' AND indexdef LIKE $2",
+        graph, f"%WHERE (repository_id = '{lib}'::uuid)%",
+    )  # fmt: skip
+    assert indexed == 1, "a partial HNSW index over lib's chunks"
+
+    query = _unit_vectors(rng, 1)[0]
+    truth = await db.fetch(
+        "SELECT start_line FROM chunks WHERE project_id = $1 AND repository_id = $2"
+        " ORDER BY (embedding <=> $3) + 0 LIMIT 10",
+        seeded.project, lib, query,
+    )  # fmt: skip
+    embedder = _GivenVector(query)
+    no_exact = SearchTuning(text_weight=0.0, exact_search_max_chunks=0)  # an exact scan would hide the choice
+    project_scans, graph_scans = await _hnsw_scans(db, seeded.project), await _index_scans(db, graph)
+    # Several times: a prepared statement's generic plan could not use the partial index.
+    for _ in range(8):
+        hits = await search_code(db, embedder, seeded.project, "q", limit=10, repository="lib", tuning=no_exact)
+        assert [hit.start_line for hit in hits] == [row["start_line"] for row in truth]
+        assert {hit.repository_id for hit in hits} == {lib}
+    assert await _index_scans(db, graph) == graph_scans + 8
+    assert await _hnsw_scans(db, seeded.project) == project_scans, "lib's graph, not the project's"
+
+    hits = await search_code(db, embedder, seeded.project, "q", limit=10, repository="other", tuning=no_exact)
+    assert {hit.repository_id for hit in hits} == {other}
+    assert await _hnsw_scans(db, seeded.project) == project_scans + 1
+    assert await _index_scans(db, graph) == graph_scans + 8
