@@ -98,6 +98,7 @@ def test_the_job_runs_the_indexer_with_nothing_it_does_not_need() -> None:
     assert env["ALLOWED_REPO_ROOTS"]["value"] == "/repositories"
     assert env["GIT_TOKEN_FILE"]["value"] == "/var/run/secrets/codebase-mcp/git/token"
     assert env["INDEXING_JOB_TIMEOUT_SECONDS"]["value"] == str(settings.indexing_job_timeout_seconds)
+    assert env["REPOSITORY_GRAPH_MIN_CHUNKS"]["value"] == str(settings.repository_graph_min_chunks)
     mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
     assert set(mounts) == {"/tmp", "/repositories", "/var/run/secrets/codebase-mcp/git"}
     assert mounts["/repositories"]["readOnly"] is True

@@ -54,6 +54,7 @@ def _indexer_environment(settings: Settings) -> list[client.V1EnvVar]:
         "INDEXING_JOB_TIMEOUT_SECONDS": str(settings.indexing_job_timeout_seconds),
         "MAX_REPO_SIZE_GB": str(settings.max_repo_size_gb),
         "MAX_FILE_SIZE_BYTES": str(settings.max_file_size_bytes),
+        "REPOSITORY_GRAPH_MIN_CHUNKS": str(settings.repository_graph_min_chunks),
         "PROGRESS_UPDATE_INTERVAL_SECONDS": str(settings.progress_update_interval_seconds),
         "CANCELLATION_CHECK_INTERVAL_SECONDS": str(settings.cancellation_check_interval_seconds),
         "ALLOWED_GIT_HOSTS": ",".join(settings.allowed_git_hosts),
