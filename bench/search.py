@@ -45,6 +45,7 @@ from codebase_mcp.embedding import Embedder, Vectors
 from codebase_mcp.search import (
     DEFAULT_TUNING,
     EXACT_VECTOR_SQL,
+    SESSION_SETTINGS,
     VECTOR_SQL,
     SearchTuning,
     resolve_repositories,
@@ -247,7 +248,7 @@ def make_queries(corpus: Corpus, count: int, embedder: GivenVectors) -> list[str
 
 async def sql_latency(dsn: str, corpus: Corpus, queries: list[str], embedder: GivenVectors) -> list[list[str]]:
     rows: list[list[str]] = []
-    pool = await create_pool(dsn, min_size=1, max_size=32)
+    pool = await create_pool(dsn, min_size=1, max_size=32, settings=SESSION_SETTINGS)  # as the gateway's
     try:
         # The same calls without leaving common terms out of the full-text query, side by side.
         runs = [(clients, name, options, DEFAULT_TUNING) for clients in (1, 8, 32) for name, options in FILTERS.items()
@@ -410,7 +411,7 @@ async def repository_filter_latency(
     dsn: str, corpus: Corpus, queries: list[str], embedder: GivenVectors
 ) -> list[float]:
     """search_code with the repository filter, one client, after an untimed pass (as sql_latency)."""
-    pool = await create_pool(dsn, min_size=1, max_size=4)
+    pool = await create_pool(dsn, min_size=1, max_size=4, settings=SESSION_SETTINGS)
     try:
 
         async def one(n: int) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -196,7 +196,19 @@ SELECT c.id, {_ACTIVE} AS active FROM ranked c ORDER BY c.rank DESC, c.id
 
 # A parallel worker takes milliseconds to start, more than a search's whole scan of a few thousand
 # rows (EXPLAIN ANALYZE at 1M chunks: 13 ms with one worker); concurrent searches use the cores.
-_NO_PARALLEL_WORKERS = "SET LOCAL max_parallel_workers_per_gather = 0"
+_NO_PARALLEL_WORKERS = {"max_parallel_workers_per_gather": "0"}
+
+
+def _graph_walk(tuning: SearchTuning, candidates: int) -> dict[str, str]:
+    # Iterative scans keep walking the HNSW graph until enough rows pass the filters.
+    return {"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": str(max(tuning.ef_search, candidates))}
+
+
+# What a search with the default tuning needs on every connection it reads from. The gateway's
+# pool starts its sessions with them (codebase_mcp.db.connect), so such a search sends no BEGIN,
+# SET LOCAL and COMMIT around its queries: 6 round trips fewer, p50 0.5-1.6 ms lower side by side
+# at 1M chunks on 2 cores (docs/benchmarks.md). Given another connection, search sets them itself.
+SESSION_SETTINGS = {**_NO_PARALLEL_WORKERS, **_graph_walk(DEFAULT_TUNING, DEFAULT_TUNING.candidates)}
 
 # The project's partition: its size, and when ANALYZE last sampled it (which dates its statistics).
 _PROJECT_PARTITION_SQL = """
@@ -301,26 +313,21 @@ async def search_code(
         # One repository with its own graph walks that graph; a small one without is ranked exactly.
         own_graph = repositories is not None and len(repositories.ids) == 1 and repositories.graphed
         exact = repositories is not None and not own_graph and repositories.chunks <= tuning.exact_search_max_chunks
-        settings = [_NO_PARALLEL_WORKERS]
+        settings = dict(_NO_PARALLEL_WORKERS)
         if not exact:
-            # Iterative scans keep walking the HNSW graph until enough rows pass the filters.
-            settings.append("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            settings.append(f"SET LOCAL hnsw.ef_search = {max(tuning.ef_search, candidates)}")
+            settings.update(_graph_walk(tuning, candidates))
         if own_graph:
             # The planner proves a partial index usable only from the filter's value: a generic
             # plan of this prepared statement would walk the project's graph instead.
-            settings.append("SET LOCAL plan_cache_mode = force_custom_plan")
-        async with _connection(db) as conn, conn.transaction(readonly=True):
-            # One round trip for all of them (0.4 ms a search less than one each, measured at 1M chunks).
-            await conn.execute("; ".join(settings))
+            settings["plan_cache_mode"] = "force_custom_plan"
+        async with _connection_with(db, settings) as conn:
             rows = await conn.fetch(EXACT_VECTOR_SQL if exact else VECTOR_SQL, *filters, vector, candidates)
         return [row["id"] for row in rows]
 
     async def text_side() -> list[int]:
         if not tuning.text_weight:
             return []
-        async with _connection(db) as conn, conn.transaction(readonly=True):
-            await conn.execute(_NO_PARALLEL_WORKERS)
+        async with _connection_with(db, _NO_PARALLEL_WORKERS) as conn:
             text_query = await _text_query(conn, project_id, query, tuning)
             if not text_query:
                 return []
@@ -378,6 +385,21 @@ async def _connection(db: Database) -> AsyncIterator[Connection]:
             yield conn
     else:
         yield db
+
+
+@asynccontextmanager
+async def _connection_with(db: Database, settings: dict[str, str]) -> AsyncIterator[Connection]:
+    """A connection with these settings: its session's own (connect's `settings`), or else set
+    for one read-only transaction, all in one round trip."""
+    async with _connection(db) as conn:
+        started: Mapping[str, str] = getattr(conn, "started_with", {})
+        missing = {name: value for name, value in settings.items() if started.get(name) != value}
+        if not missing:
+            yield conn
+            return
+        async with conn.transaction(readonly=True):
+            await conn.execute("; ".join(f"SET LOCAL {name} = {value}" for name, value in missing.items()))
+            yield conn
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,14 @@ from codebase_mcp.dispatch import Dispatcher, Launcher
 from codebase_mcp.embedding import Embedder, get_embedder
 from codebase_mcp.jobs import IndexingJobProgress
 from codebase_mcp.paths import RepoPathError, validate_repo_path
-from codebase_mcp.search import DEFAULT_LIMIT, MAX_LIMIT, SearchError, resolve_repositories, search_code
+from codebase_mcp.search import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    SESSION_SETTINGS,
+    SearchError,
+    resolve_repositories,
+    search_code,
+)
 from codebase_mcp.settings import Settings
 from indexer_image.sources import SourceError, validate_git_url, validate_ref
 from mcp_gateway.auth import ProjectTokenVerifier, load_grants, resolve_project
@@ -154,7 +161,8 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(server: FastMCP[Any]) -> AsyncIterator[None]:
-        state["pool"] = await create_pool(dsn, min_size=1, max_size=10)
+        # Sessions start with what search needs, so a search sets nothing per query.
+        state["pool"] = await create_pool(dsn, min_size=1, max_size=10, settings=SESSION_SETTINGS)
         stop = asyncio.Event()
         dispatching = None
         if launcher is not None:

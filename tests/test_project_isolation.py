@@ -319,3 +319,45 @@ async def test_a_large_repository_walks_its_own_graph(db: asyncpg.Connection[Any
     assert {hit.repository_id for hit in hits} == {other}
     assert await _hnsw_scans(db, seeded.project) == project_scans + 1
     assert await _index_scans(db, graph) == graph_scans + 8
+
+
+async def test_search_sets_only_what_its_session_lacks(db: asyncpg.Connection[Any], database_url: str) -> None:
+    # The gateway's connections start with search's settings (codebase_mcp.db.connect), so a
+    # search sends its queries alone; given any other connection it sets them for its transaction.
+    # Either way the results are the same.
+    from codebase_mcp.db.connect import connect, create_pool
+    from codebase_mcp.search import SESSION_SETTINGS, SearchTuning, search_code
+
+    rng = np.random.default_rng(45)
+    seeded = await _seed(db, rng, f"session-{uuid.uuid4().hex[:8]}", {"lib": 300})
+    embedder = _GivenVector(_unit_vectors(rng, 1)[0])
+    started = await connect(database_url, settings=SESSION_SETTINGS)
+    try:
+        sent: dict[str, list[str]] = {"plain": [], "started": []}
+        db.add_query_logger(lambda record: sent["plain"].append(record.query))
+        started.add_query_logger(lambda record: sent["started"].append(record.query))
+        plain_hits = await search_code(db, embedder, seeded.project, "contents of lib")
+        started_hits = await search_code(started, embedder, seeded.project, "contents of lib")
+        assert [hit.start_line for hit in started_hits] == [hit.start_line for hit in plain_hits]
+        assert len(plain_hits) == 10
+        assert not [query for query in sent["started"] if "SET" in query or "BEGIN" in query], sent["started"]
+        assert any("SET LOCAL hnsw.ef_search = 100" in query for query in sent["plain"]), sent["plain"]
+
+        # A tuning the session does not have: only the difference is set.
+        sent["started"].clear()
+        await search_code(started, embedder, seeded.project, "contents of lib", tuning=SearchTuning(ef_search=200))
+        settings = [query for query in sent["started"] if "SET" in query]
+        assert settings == ["SET LOCAL hnsw.ef_search = 200"], sent["started"]
+    finally:
+        await started.close()
+
+    # They are the sessions' defaults, so the pool's RESET ALL on release keeps them.
+    pool = await create_pool(database_url, min_size=1, max_size=1, settings=SESSION_SETTINGS)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("SET hnsw.ef_search = 7")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW hnsw.ef_search") == SESSION_SETTINGS["hnsw.ef_search"]
+            assert await conn.fetchval("SHOW max_parallel_workers_per_gather") == "0"
+    finally:
+        await pool.close()

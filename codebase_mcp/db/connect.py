@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,21 +34,50 @@ def resolve_database_url(settings: Settings, *, start_embedded: bool = False) ->
     return server.start() if start_embedded else server.url()
 
 
-async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+class StartedConnection(asyncpg.Connection):
+    """asyncpg's connection, knowing the server settings it started with (see `connect`)."""
+
+    started_with: Mapping[str, str] = {}
+
+
+async def _init_connection(conn: StartedConnection, settings: Mapping[str, str]) -> None:
     # Vectors cross the wire as pgvector's binary format instead of text: no float formatting.
     await register_vector(conn)
+    conn.started_with = dict(settings)
 
 
-async def connect(dsn: str, *, vector: bool = True) -> asyncpg.Connection[Any]:
-    """One connection; `vector=False` before the extension exists (migrations, bootstrap)."""
-    conn: asyncpg.Connection[Any] = await asyncpg.connect(dsn, timeout=30)
+async def connect(
+    dsn: str, *, vector: bool = True, settings: Mapping[str, str] | None = None
+) -> asyncpg.Connection[Any]:
+    """One connection; `vector=False` before the extension exists (migrations, bootstrap).
+
+    `settings` are server settings the session has from its first packet on: a caller that needs
+    them on every query (search: codebase_mcp.search.SESSION_SETTINGS) then needs no transaction
+    and SET LOCAL per query. `started_with` on the connection says which it has; a pool's RESET
+    ALL on release keeps them (they are the session's defaults, not SETs).
+    """
+    settings = dict(settings or {})
+    conn: StartedConnection = await asyncpg.connect(
+        dsn, timeout=30, server_settings=settings, connection_class=StartedConnection
+    )
+    conn.started_with = settings
     if vector:
-        await _init_connection(conn)
+        await _init_connection(conn, settings)
     return conn
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool[Any]:
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, settings: Mapping[str, str] | None = None
+) -> asyncpg.Pool[Any]:
+    """A pool whose connections start with `settings`, as `connect`'s do."""
+    settings = dict(settings or {})
     pool: asyncpg.Pool[Any] = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, timeout=30
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=partial(_init_connection, settings=settings),
+        timeout=30,
+        server_settings=settings,
+        connection_class=StartedConnection,
     )
     return pool
