@@ -312,8 +312,9 @@ async def recall(
                     match = await resolve_repositories(conn, project, FILTERS[name]["repository"])
                     ids = match.ids
                     own_graph = own_graph and match.graphed
-                    exact_path = exact_path and not match.graphed
-                    exact_path = exact_path and match.chunks <= DEFAULT_TUNING.exact_search_max_chunks
+                    exact_path = (
+                        exact_path and not match.graphed and match.chunks <= DEFAULT_TUNING.exact_search_max_chunks
+                    )
                 filters.append((project, ids, FILTERS[name].get("language"), None))
             exact = [
                 {row["id"] for row in await conn.fetch(exact_sql, *where, embedder.vectors[text], 10)}

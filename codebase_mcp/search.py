@@ -389,8 +389,8 @@ async def _connection(db: Database) -> AsyncIterator[Connection]:
 
 @asynccontextmanager
 async def _connection_with(db: Database, settings: dict[str, str]) -> AsyncIterator[Connection]:
-    """A connection with these settings: its session's own (connect's `settings`), or else set
-    for one read-only transaction, all in one round trip."""
+    """A connection with these settings: its session's own (connect's `settings`), or else those
+    it lacks set for one read-only transaction (all in one statement)."""
     async with _connection(db) as conn:
         started: Mapping[str, str] = getattr(conn, "started_with", {})
         missing = {name: value for name, value in settings.items() if started.get(name) != value}

@@ -60,9 +60,10 @@ async def connect(
     conn: StartedConnection = await asyncpg.connect(
         dsn, timeout=30, server_settings=settings, connection_class=StartedConnection
     )
-    conn.started_with = settings
     if vector:
         await _init_connection(conn, settings)
+    else:
+        conn.started_with = settings
     return conn
 
 
