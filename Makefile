@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: install dev lint test image test-image bench bench-quick bench-image clean
+.PHONY: install dev lint test image test-image e2e cluster-up cluster-down cluster-load-image bench bench-quick bench-image clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,27 @@ image:
 test-image: install
 	docker_client=$$(IMAGE='$(IMAGE)' bash scripts/image.sh | sed -n 's/^DOCKER=//p') && \
 	CODEBASE_MCP_IMAGE='$(IMAGE)' CODEBASE_MCP_DOCKER="$$docker_client" $(BIN)/pytest -m image tests/test_image.py
+
+# A real single-node Kubernetes made of host processes (scripts/cluster/, needs root): binaries
+# built from Go modules once per version and cached; `cluster-down` removes everything it made.
+cluster-up:
+	bash scripts/cluster/up.sh
+cluster-down:
+	bash scripts/cluster/down.sh
+cluster-load-image:
+	bash scripts/cluster/load-image.sh '$(IMAGE)'
+
+# The end-to-end suite (tests/e2e/) on a real cluster: the one KUBECONFIG names, or the local one
+# (brought up here, and its image loaded). On kind: `kind create cluster`, `kind load docker-image
+# $(IMAGE)`, then `make e2e KUBECONFIG=...`.
+e2e: install image
+	@if [ -z "$$KUBECONFIG" ]; then \
+		bash scripts/cluster/up.sh && bash scripts/cluster/load-image.sh '$(IMAGE)' && \
+		KUBECONFIG=$$(bash scripts/cluster/up.sh | sed -n 's/^KUBECONFIG=//p') \
+		CODEBASE_MCP_IMAGE='$(IMAGE)' $(BIN)/pytest -m e2e tests/e2e; \
+	else \
+		CODEBASE_MCP_IMAGE='$(IMAGE)' $(BIN)/pytest -m e2e tests/e2e; \
+	fi
 
 # Benchmarks print tables and append them to docs/benchmarks.md.
 bench: install

@@ -83,10 +83,28 @@ collect_wheels() {
     if ((found)) && [[ -z "${TORCH_PIP_ARGS+set}" ]]; then TORCH_PIP_ARGS=""; fi
 }
 
+# The Dockerfile's default takes torch from the CPU-only index (small image). Where that index
+# cannot be reached and no local wheel was found, PyPI's torch (a CUDA build that runs on the CPU;
+# several GB larger) is downloaded into .wheels once (pip's cache keeps it for the next build).
+torch_source() {
+    [[ -n "${TORCH_PIP_ARGS+set}" ]] && return 0
+    local default_args spec
+    spec=${TORCH_SPEC:-$(sed -n 's/^ARG TORCH_SPEC=//p' Dockerfile)}
+    default_args=$(sed -n 's/^ARG TORCH_PIP_ARGS="\(.*\)"$/\1/p' Dockerfile)
+    # shellcheck disable=SC2086  # the Dockerfile's pip arguments, split on purpose
+    if python3 -m pip index versions torch $default_args --retries 0 --timeout 15 >/dev/null 2>&1; then
+        return 0
+    fi
+    log "the CPU-only torch index cannot be reached: using PyPI's $spec (a CUDA build; it runs on CPUs)"
+    python3 -m pip download --quiet --dest .wheels "$spec" || { log "could not download $spec from PyPI either"; return 1; }
+    TORCH_PIP_ARGS=""
+}
+
 ensure_engine
 CLIENT=$(pick_client) || { log "no docker client here can build with BuildKit (install the buildx plugin)"; exit 1; }
 if [[ "$BASE_IMAGE" == "$LOCAL_BASE" ]]; then ensure_local_base; fi
 collect_wheels
+torch_source
 
 args=(--network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$IMAGE")
 # shellcheck disable=SC2206  # BUILD_FLAGS is a list of flags, split on purpose
