@@ -91,7 +91,19 @@ class Settings(BaseSettings):
     )
     indexer_image: str | None = Field(default=None, description="Image of the indexer Jobs (the operator's own).")
     indexer_database_secret: str | None = Field(
-        default=None, description="Secret whose DATABASE_URL key indexer pods connect with."
+        default=None, description="Secret holding the DSN indexer pods connect with."
+    )
+    indexer_database_secret_key: str = Field(
+        default="DATABASE_URL", min_length=1, description="The key of that DSN in INDEXER_DATABASE_SECRET."
+    )
+    indexer_job_owner: str | None = Field(
+        default=None,
+        description="ConfigMap owning the indexer Jobs: deleting it (helm uninstall) deletes them and their pods.",
+    )
+    indexer_startup_timeout_seconds: int = Field(
+        default=600,
+        ge=1,
+        description="An indexer pod not running after this long (image pull, scheduling, quota) fails its job.",
     )
     indexer_cpu: str = Field(
         default="1", pattern=r"^[0-9]+(\.[0-9]+)?m?$", description="CPU request of an indexer pod."

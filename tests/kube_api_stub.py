@@ -35,6 +35,8 @@ CORE_RESOURCES = {
          "verbs": ["create", "get", "list", "watch"]},
         {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace",
          "verbs": ["get", "list", "watch"]},
+        {"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod",
+         "verbs": ["get", "list", "watch"]},
     ],
 }  # fmt: skip
 GROUPS = {
@@ -63,6 +65,7 @@ class KubeApiStub:
         self._version = 100
         self._lock = threading.Lock()
         self._watchers: list[queue.Queue[dict[str, Any] | None]] = []
+        self._stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -73,6 +76,7 @@ class KubeApiStub:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
         for watcher in list(self._watchers):
             watcher.put(None)
         self._server.shutdown()
@@ -145,6 +149,12 @@ class KubeApiStub:
                     self._send(200, DISCOVERY[url.path])
                 elif url.path == stub._jobs_path() and query.get("watch") == ["true"]:
                     self._watch(float(query.get("timeoutSeconds", ["60"])[0]))
+                elif url.path == f"/api/v1/namespaces/{stub.namespace}/pods" and query.get("watch") == ["true"]:
+                    self._idle_watch(float(query.get("timeoutSeconds", ["60"])[0]))
+                elif url.path in (f"/api/v1/namespaces/{stub.namespace}/{kind}" for kind in ("pods", "events")):
+                    # No pod ever runs here, and the stub posts no events of its own.
+                    self._send(200, {"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
+                                     "items": []})  # fmt: skip
                 elif url.path == stub._jobs_path():
                     with stub._lock:
                         items = [json.loads(json.dumps(job)) for job in stub.jobs.values()]
@@ -176,6 +186,16 @@ class KubeApiStub:
                 finally:
                     stub._watchers.remove(events)
                     self.close_connection = True
+
+            def _idle_watch(self, timeout: float) -> None:
+                """A watch on which nothing happens: open until its timeout or the stub stops."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and not stub._stopping.is_set():
+                    time.sleep(0.2)
+                self.close_connection = True
 
             def do_POST(self) -> None:
                 url = urlsplit(self.path)

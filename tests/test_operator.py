@@ -68,10 +68,19 @@ def test_the_job_runs_the_indexer_with_nothing_it_does_not_need() -> None:
     assert len(name) <= 57, "a Job's pods add 6 characters to its name, and 63 is the limit"
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)
     assert body["metadata"]["namespace"] == NAMESPACE
-    assert body["metadata"]["labels"] == {**COMPONENT_LABELS, JOB_ID_LABEL: str(job_id)}
+    assert body["metadata"]["labels"] == {
+        **COMPONENT_LABELS,
+        "app.kubernetes.io/part-of": "codebase-mcp",
+        JOB_ID_LABEL: str(job_id),
+    }
     spec = body["spec"]
     assert spec["backoffLimit"] == 0
-    assert spec["activeDeadlineSeconds"] > settings.indexing_job_timeout_seconds
+    assert spec["activeDeadlineSeconds"] == settings.indexing_job_timeout_seconds + 600
+    # A pod lost to its node is replaced (after it is gone), not counted as the indexer's failure.
+    assert spec["podFailurePolicy"] == {
+        "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+    }
+    assert spec["podReplacementPolicy"] == "Failed"
     pod = spec["template"]["spec"]
     assert spec["template"]["metadata"]["labels"][JOB_ID_LABEL] == str(job_id)
     assert pod["restartPolicy"] == "Never"
@@ -82,6 +91,7 @@ def test_the_job_runs_the_indexer_with_nothing_it_does_not_need() -> None:
     [container] = pod["containers"]
     assert container["image"] == settings.indexer_image
     assert container["args"] == ["indexer", "--job-id", str(job_id)]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -176,6 +186,20 @@ class RecordingBatchApi:
         self.deleted.append((name, options.get("propagation_policy")))
 
 
+class RecordingCoreApi:
+    """Stands in for kubernetes.client.CoreV1Api: keeps the Events posted, has no others."""
+
+    def __init__(self) -> None:
+        self.events: list[client.CoreV1Event] = []
+
+    def create_namespaced_event(self, namespace: str, body: client.CoreV1Event, **options: Any) -> None:
+        assert options.get("_request_timeout"), "a hung API server must not hang the dispatch loop"
+        self.events.append(body)
+
+    def list_namespaced_event(self, namespace: str, **options: Any) -> client.CoreV1EventList:
+        return client.CoreV1EventList(items=[])
+
+
 def api_error(status: int, reason: str, message: str) -> ApiException:
     error = ApiException(status=status, reason=reason)
     error.body = json.dumps({"kind": "Status", "status": "Failure", "message": message, "code": status})
@@ -183,7 +207,7 @@ def api_error(status: int, reason: str, message: str) -> ApiException:
 
 
 def launcher_with(api: RecordingBatchApi, settings: Settings) -> KubernetesLauncher:
-    return KubernetesLauncher(api, NAMESPACE, settings)  # type: ignore[arg-type]
+    return KubernetesLauncher(api, RecordingCoreApi(), NAMESPACE, settings)  # type: ignore[arg-type]
 
 
 async def test_the_launcher_follows_its_jobs_through_watch_events() -> None:
@@ -235,10 +259,15 @@ async def test_kopf_watches_our_jobs_into_the_launcher(migrated_database_url: st
     dispatcher = Dispatcher(migrated_database_url, launcher, operator_settings())
     registry = build_registry(launcher, dispatcher)
     # kopf's registry has no public listing; these are the objects kopf.operator() itself reads.
-    [watch] = registry._watching.get_all_handlers()
+    watches = {str(handler.id): handler for handler in registry._watching.get_all_handlers()}
+    assert set(watches) == {"jobs", "pods"}
+    watch, pods = watches["jobs"], watches["pods"]
     assert watch.selector is not None
+    assert pods.selector is not None
     assert (watch.selector.group, watch.selector.version, watch.selector.any_name) == ("batch", "v1", "jobs")
+    assert (pods.selector.group, pods.selector.version, pods.selector.any_name) == ("", "v1", "pods")
     assert watch.labels == COMPONENT_LABELS, "only our Jobs, selected by the API server"
+    assert pods.labels == COMPONENT_LABELS, "only our Jobs' pods"
     on_event: Any = watch.fn  # called as kopf calls it: keywords only, and we take just the event
     listed, finished = uuid.uuid4(), uuid.uuid4()
     await on_event(event={"type": None, "object": job_body(listed)})  # the watch's first listing

@@ -19,13 +19,16 @@ COMPONENT_LABELS = {
     "app.kubernetes.io/component": "indexer",
     "app.kubernetes.io/managed-by": "codebase-mcp-operator",
 }
+# Not a selector (the operator selects by COMPONENT_LABELS), but what users filter by.
+PART_OF_LABEL = {"app.kubernetes.io/part-of": "codebase-mcp"}
 JOB_ID_LABEL = "codebase-mcp/job-id"
 # The image's user (Dockerfile); runAsNonRoot alone cannot check a numeric USER, so it is stated.
 IMAGE_UID = 10001
 REPOSITORIES_MOUNT = "/repositories"
 GIT_TOKEN_MOUNT = "/var/run/secrets/codebase-mcp/git"  # noqa: S105  # a path, not a secret
 # The indexer enforces INDEXING_JOB_TIMEOUT_SECONDS itself and settles its row; Kubernetes' deadline
-# is the backstop for a pod that never got that far (image pull, scheduling), so it allows more.
+# is the backstop for a pod that never got that far (image pull, scheduling), so it allows more:
+# the timeout again, at most this much.
 DEADLINE_MARGIN_SECONDS = 600
 # Finished Jobs stay a day for `kubectl logs`; the row in PostgreSQL is the record that lasts.
 FINISHED_JOB_TTL_SECONDS = 86_400
@@ -64,7 +67,9 @@ def _indexer_environment(settings: Settings) -> list[client.V1EnvVar]:
     if settings.indexer_git_token_secret:
         plain["GIT_TOKEN_FILE"] = f"{GIT_TOKEN_MOUNT}/token"
     database = client.V1EnvVarSource(
-        secret_key_ref=client.V1SecretKeySelector(name=settings.indexer_database_secret, key="DATABASE_URL")
+        secret_key_ref=client.V1SecretKeySelector(
+            name=settings.indexer_database_secret, key=settings.indexer_database_secret_key
+        )
     )
     return [
         client.V1EnvVar(name="DATABASE_URL", value_from=database),
@@ -92,11 +97,14 @@ def _volumes(settings: Settings) -> tuple[list[client.V1Volume], list[client.V1V
     return volumes, mounts
 
 
-def indexer_job(job_id: uuid.UUID, namespace: str, settings: Settings) -> client.V1Job:
-    """The Job for one pending indexing job."""
+def indexer_job(
+    job_id: uuid.UUID, namespace: str, settings: Settings, owner: client.V1OwnerReference | None = None
+) -> client.V1Job:
+    """The Job for one pending indexing job; `owner` (the chart's anchor ConfigMap) takes it along
+    when it is deleted, so `helm uninstall` leaves no Job or pod behind."""
     if not settings.indexer_image:
         raise ValueError("INDEXER_IMAGE must name the image indexer Jobs run (the operator's own image)")
-    labels = {**COMPONENT_LABELS, JOB_ID_LABEL: str(job_id)}
+    labels = {**COMPONENT_LABELS, **PART_OF_LABEL, JOB_ID_LABEL: str(job_id)}
     volumes, mounts = _volumes(settings)
     container = client.V1Container(
         name="indexer",
@@ -113,6 +121,8 @@ def indexer_job(job_id: uuid.UUID, namespace: str, settings: Settings) -> client
             capabilities=client.V1Capabilities(drop=["ALL"]),
         ),
         volume_mounts=mounts,
+        # A pod that dies before writing its row still says why: the log's tail lands in its status.
+        termination_message_policy="FallbackToLogsOnError",
     )
     pod = client.V1PodSpec(
         containers=[container],
@@ -132,11 +142,27 @@ def indexer_job(job_id: uuid.UUID, namespace: str, settings: Settings) -> client
     return client.V1Job(
         api_version="batch/v1",
         kind="Job",
-        metadata=client.V1ObjectMeta(name=job_name(job_id), namespace=namespace, labels=labels),
+        metadata=client.V1ObjectMeta(
+            name=job_name(job_id), namespace=namespace, labels=labels, owner_references=[owner] if owner else None
+        ),
         spec=client.V1JobSpec(
             # A failed job is failed: its row says why, and starting it again is the user's call.
             backoff_limit=0,
-            active_deadline_seconds=settings.indexing_job_timeout_seconds + DEADLINE_MARGIN_SECONDS,
+            # ...but a pod lost to the node (drain, preemption, eviction) is not the indexer's
+            # failure: it is replaced, once the old pod is gone, so two never index the same job.
+            pod_failure_policy=client.V1PodFailurePolicy(
+                rules=[
+                    client.V1PodFailurePolicyRule(
+                        action="Ignore",
+                        on_pod_conditions=[
+                            client.V1PodFailurePolicyOnPodConditionsPattern(type="DisruptionTarget", status="True")
+                        ],
+                    )
+                ]
+            ),
+            pod_replacement_policy="Failed",
+            active_deadline_seconds=settings.indexing_job_timeout_seconds
+            + min(DEADLINE_MARGIN_SECONDS, settings.indexing_job_timeout_seconds),
             ttl_seconds_after_finished=FINISHED_JOB_TTL_SECONDS,
             template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels), spec=pod),
         ),

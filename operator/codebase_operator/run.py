@@ -7,8 +7,9 @@ settles its row at once. PostgreSQL stays the only record of a job's state: the 
 nothing that a restart would lose.
 
 One operator runs per namespace (kopf's standalone mode: no peering objects, so no cluster-wide
-rights). It needs, in its own namespace only: jobs get/list/watch/create/delete, and events create
-(kopf reports on the objects it handles); docs/kubernetes.md has the Role.
+rights). It needs, in its own namespace only: jobs get/list/watch/create/delete, pods
+get/list/watch (why a pod cannot start), events create/patch/list/watch (its decisions on each Job,
+and a Job's FailedCreate reasons); the chart's Role (charts/codebase-mcp/templates/operator.yaml).
 """
 
 from __future__ import annotations
@@ -95,6 +96,20 @@ async def adopt_existing(api: client.BatchV1Api, launcher: KubernetesLauncher, n
         launcher.observe("ADDED", body)
 
 
+async def job_owner(core: client.CoreV1Api, namespace: str, name: str) -> client.V1OwnerReference:
+    """The ConfigMap the indexer Jobs will belong to: Kubernetes' garbage collector deletes them
+    (and their pods) when it goes, as `helm uninstall` does."""
+    try:
+        anchor: Any = await asyncio.to_thread(
+            core.read_namespaced_config_map, name, namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
+        )
+    except ApiException as error:
+        raise OperatorConfigError(
+            f"INDEXER_JOB_OWNER: cannot read ConfigMap {namespace}/{name}: {describe_api_error(error)}"
+        ) from None
+    return client.V1OwnerReference(api_version="v1", kind="ConfigMap", name=name, uid=anchor.metadata.uid)
+
+
 def build_registry(launcher: KubernetesLauncher, dispatcher: Dispatcher) -> kopf.OperatorRegistry:
     """What kopf does for us: log in, watch our Jobs (into the launcher), answer the liveness probe."""
     registry = kopf.OperatorRegistry()
@@ -109,6 +124,11 @@ def build_registry(launcher: KubernetesLauncher, dispatcher: Dispatcher) -> kopf
     async def job_changed(*, event: kopf.RawEvent, **_: Any) -> None:
         # The type is None for the objects of the watch's first listing.
         launcher.observe(event.get("type") or "ADDED", dict(event["object"]))
+
+    # The Jobs' pods carry the same labels: why one cannot start, how one failed (OOMKilled).
+    @kopf.on.event("", "v1", "pods", id="pods", labels=COMPONENT_LABELS, registry=registry)
+    async def pod_changed(*, event: kopf.RawEvent, **_: Any) -> None:
+        launcher.observe_pod(event.get("type") or "ADDED", dict(event["object"]))
 
     @kopf.on.probe(id="dispatching", registry=registry)
     def dispatching(**_: Any) -> bool:
@@ -141,7 +161,10 @@ async def run_operator(settings: Settings, *, health_port: int) -> None:
     api_client, own_namespace = kubernetes_api()
     namespace = settings.pod_namespace or own_namespace
     batch = client.BatchV1Api(api_client)
-    launcher = KubernetesLauncher(batch, namespace, settings)
+    core = client.CoreV1Api(api_client)
+    launcher = KubernetesLauncher(batch, core, namespace, settings)
+    if settings.indexer_job_owner:
+        launcher.owner = await job_owner(core, namespace, settings.indexer_job_owner)
     await adopt_existing(batch, launcher, namespace)
     dispatcher = Dispatcher(settings.database_url, launcher, settings)
     launcher.on_change = dispatcher.wake
@@ -161,13 +184,14 @@ async def run_operator(settings: Settings, *, health_port: int) -> None:
         )
     )
     dispatching_task = asyncio.create_task(dispatcher.run(stop_dispatching))
+    startups = asyncio.create_task(launcher.watch_startups(stop_dispatching))
     try:
         await asyncio.wait({watching, dispatching_task}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         # Whichever ended first (kopf on a signal, the loop on an error) ends the other.
         stop_dispatching.set()
         stop_watching.set()
-        await asyncio.gather(watching, dispatching_task, return_exceptions=True)
+        await asyncio.gather(watching, dispatching_task, startups, return_exceptions=True)
     for task in (dispatching_task, watching):
         error = None if task.cancelled() else task.exception()
         if error is not None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries from the Go module proxy, once per version:
-#   kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm, etcd etcdctl
+#   kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm, etcd etcdctl,
+#   helm
 # into $CLUSTER_CACHE/bin-<kubernetes version>-<etcd version>-<hash of the wrapper modules>/.
 # A cached directory is complete (it is renamed into place only after every binary built), so a
 # warm machine rebuilds nothing. Prints the directory on its last line.
@@ -13,7 +14,7 @@ log() { printf '[cluster-build] %s\n' "$*" >&2; }
 
 command -v go >/dev/null || { log "go is needed (the Go toolchain builds Kubernetes from its modules)"; exit 1; }
 modules_hash=$(cat "$here"/gomod/*/go.mod "$here"/gomod/*/go.sum "$here/versions.env" "$0" | sha256sum | cut -c1-12)
-out="$CLUSTER_CACHE/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$modules_hash"
+out="$CLUSTER_CACHE/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$HELM_VERSION-$modules_hash"
 if [[ -f "$out/.complete" ]]; then
     echo "$out"
     exit 0
@@ -42,11 +43,16 @@ log "building Kubernetes $KUBERNETES_VERSION (cold: tens of minutes on 2 cores; 
 log "building etcd $ETCD_VERSION"
 (cd "$here/gomod/etcd" && CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w" -o "$staging/" \
     go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3)
-mv "$staging/v3" "$staging/etcd" 2>/dev/null || true
-[[ -x "$staging/etcd" ]] || mv "$staging/server" "$staging/etcd"
+# `go build` names a .../server/v3 main package after "server".
+mv "$staging/server" "$staging/etcd"
+log "building helm $HELM_VERSION"
+GOBIN="$staging" CGO_ENABLED=0 go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
+    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
 {
     echo "kubernetes $KUBERNETES_VERSION"
     echo "etcd $ETCD_VERSION"
+    echo "helm $HELM_VERSION"
     go version
     echo "built $build_date in $(($(date +%s) - started)) s"
     (cd "$staging" && sha256sum -- *)
