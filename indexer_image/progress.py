@@ -12,6 +12,7 @@ and moves `heartbeat_at` even while one long statement or model batch runs. When
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from codebase_mcp import job_rows
 from codebase_mcp.db.connect import connect
 from codebase_mcp.jobs import IndexingJobStatus
 
+# The indexer's logger: each progress write is also a log line, so `kubectl logs job/...` (and a
+# local executor's log file) shows the job moving, not only its start and end.
+log = logging.getLogger("codebase_mcp.indexer")
 PHASES = {"scanning": (0, 10), "chunking": (10, 50), "embedding": (50, 90), "writing": (90, 100)}
 
 
@@ -67,6 +71,7 @@ class ProgressReporter:
             return
         self._last_write = now
         self.writes += 1
+        log.info("%d%% %s", self.percentage, message, extra={"job_id": str(self._job_id), "phase": phase})
         if not await job_rows.record_progress(self._conn, self._job_id, self.percentage, message, self.counters):
             raise JobCancelledError()
 

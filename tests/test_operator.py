@@ -29,7 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from codebase_mcp.db.embedded import find_free_port
 from codebase_mcp.dispatch import Dispatcher
 from codebase_mcp.settings import Settings
-from codebase_operator.launcher import KubernetesLauncher, job_ending
+from codebase_operator.launcher import KubernetesLauncher, job_ending, pod_state
 from codebase_operator.manifests import COMPONENT_LABELS, JOB_ID_LABEL, indexer_job, job_name
 from codebase_operator.run import build_registry
 from tests import support
@@ -187,17 +187,21 @@ class RecordingBatchApi:
 
 
 class RecordingCoreApi:
-    """Stands in for kubernetes.client.CoreV1Api: keeps the Events posted, has no others."""
+    """Stands in for kubernetes.client.CoreV1Api: keeps the Events posted, lists `existing`."""
 
     def __init__(self) -> None:
         self.events: list[client.CoreV1Event] = []
+        self.existing: list[client.CoreV1Event] = []
 
     def create_namespaced_event(self, namespace: str, body: client.CoreV1Event, **options: Any) -> None:
         assert options.get("_request_timeout"), "a hung API server must not hang the dispatch loop"
         self.events.append(body)
 
     def list_namespaced_event(self, namespace: str, **options: Any) -> client.CoreV1EventList:
-        return client.CoreV1EventList(items=[])
+        wanted = dict(item.split("=", 1) for item in options["field_selector"].split(","))
+        return client.CoreV1EventList(
+            items=[e for e in self.existing if e.involved_object.name == wanted["involvedObject.name"]]
+        )
 
 
 def api_error(status: int, reason: str, message: str) -> ApiException:
@@ -206,8 +210,76 @@ def api_error(status: int, reason: str, message: str) -> ApiException:
     return error
 
 
-def launcher_with(api: RecordingBatchApi, settings: Settings) -> KubernetesLauncher:
-    return KubernetesLauncher(api, RecordingCoreApi(), NAMESPACE, settings)  # type: ignore[arg-type]
+def launcher_with(
+    api: RecordingBatchApi, settings: Settings, core: RecordingCoreApi | None = None
+) -> KubernetesLauncher:
+    return KubernetesLauncher(api, core or RecordingCoreApi(), NAMESPACE, settings)  # type: ignore[arg-type]
+
+
+def pod_body(job_id: uuid.UUID, status: dict[str, Any]) -> dict[str, Any]:
+    labels = {**COMPONENT_LABELS, JOB_ID_LABEL: str(job_id)}
+    return {"metadata": {"name": f"{job_name(job_id)}-x7k2p", "labels": labels}, "status": status}
+
+
+PULL_BACKOFF = {
+    "phase": "Pending",
+    "containerStatuses": [
+        {"name": "indexer", "state": {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling "x"'}}}
+    ],
+}
+
+
+def test_pod_state_reads_why_a_pod_waits_and_how_it_failed() -> None:
+    assert pod_state(PULL_BACKOFF) == (False, 'ImagePullBackOff: Back-off pulling "x"', None)
+    unschedulable = {
+        "phase": "Pending",
+        "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "1 Insufficient cpu"}
+        ],
+    }
+    assert pod_state(unschedulable) == (False, "Unschedulable: 1 Insufficient cpu", None)
+    # Pulling or creating the container is progress, not a reason to give up.
+    creating = {"phase": "Pending", "containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]}
+    assert pod_state(creating) == (False, None, None)
+    assert pod_state({"phase": "Running", "containerStatuses": [{"state": {"running": {}}}]}) == (True, None, None)
+    killed = {
+        "phase": "Failed",
+        "containerStatuses": [{"name": "indexer", "state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}],
+    }
+    assert pod_state(killed) == (True, None, "container indexer OOMKilled, exit code 137")
+
+
+async def test_a_pod_that_never_starts_fails_its_job_after_the_startup_timeout() -> None:
+    api, core = RecordingBatchApi(), RecordingCoreApi()
+    launcher = launcher_with(api, operator_settings(indexer_startup_timeout_seconds=1), core)
+    stuck, quota, fine = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for job_id in (stuck, quota, fine):
+        await launcher.launch(job_id)
+    launcher.observe_pod("ADDED", pod_body(stuck, PULL_BACKOFF))
+    launcher.observe_pod("MODIFIED", pod_body(fine, {"phase": "Running"}))
+    # The quota's Job never gets a pod; the Job controller's Event says why.
+    core.existing.append(
+        client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name="e1"),
+            involved_object=client.V1ObjectReference(kind="Job", name=job_name(quota)),
+            reason="FailedCreate",
+            message='Error creating: pods "x" is forbidden: exceeded quota: small',
+        )
+    )
+    await launcher.check_startups()
+    assert launcher.reap() == {}, "nothing fails before the timeout"
+    await asyncio.sleep(1.05)
+    await launcher.check_startups()
+    ended = launcher.reap()
+    assert set(ended) == {stuck, quota}, "a running pod is not a start-up problem"
+    assert ended[stuck].startswith("Job failed (StartupTimeout: its pod did not start within 1 s: ImagePullBackOff")
+    assert "FailedCreate: Error creating" in ended[quota]
+    assert "exceeded quota: small" in ended[quota]
+    assert sorted(api.deleted) == sorted([(job_name(stuck), "Background"), (job_name(quota), "Background")])
+    reasons = [event.reason for event in core.events]
+    assert reasons.count("Claimed") == 3
+    assert reasons.count("StartupTimedOut") == 2
+    assert launcher.live() == {fine}
 
 
 async def test_the_launcher_follows_its_jobs_through_watch_events() -> None:

@@ -231,7 +231,7 @@ class KubernetesLauncher:
             if tracked.started or tracked.stopping or tracked.ending is not None:
                 continue
             age = now - tracked.since
-            if not tracked.pod_seen and age >= NO_POD_EVENTS_AFTER_SECONDS:
+            if not tracked.pod_seen and age >= min(NO_POD_EVENTS_AFTER_SECONDS, timeout):
                 tracked.waiting = await self._why_no_pod(job_id) or tracked.waiting
             if age < timeout:
                 continue

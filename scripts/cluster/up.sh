@@ -18,6 +18,12 @@ if running kube-apiserver && [[ -f $KUBECONFIG_OUT ]] && "$CLUSTER_DIR/bin/kubec
     echo "KUBECONFIG=$KUBECONFIG_OUT"
     exit 0
 fi
+# What a cluster whose processes were killed left behind (mounts, pods' state in etcd): gone
+# first, so every bring-up starts from nothing.
+if [[ -d $CLUSTER_DIR ]]; then
+    log "a cluster that is not running left $CLUSTER_DIR: removing it first"
+    bash "$here/down.sh"
+fi
 started=$(date +%s)
 
 # --- what Debian provides ------------------------------------------------------------------------

@@ -121,7 +121,8 @@ async def test_index_and_search_through_the_gateway_service(
     assert final["chunks_created"] > 0
 
     logs = cluster.kubectl("logs", f"job/{name}", namespace=release.namespace)
-    assert "Embedding chunks" in logs or "embedding" in logs.lower(), logs[-2000:]
+    for phase in ("Scanning files", "Embedding chunks", "Writing"):  # each phase opens with a line
+        assert phase in logs, f"no {phase!r} progress line in `kubectl logs job/{name}`:\n{logs[-2000:]}"
     described = cluster.kubectl("describe", "job", name, namespace=release.namespace)
     assert "Claimed" in described, "the operator's decision is on the Job's Events"
 
