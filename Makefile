@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: install dev lint test image test-image e2e cluster-up cluster-down cluster-load-image bench bench-quick bench-image clean
+.PHONY: install dev lint test image test-image e2e bench-cluster cluster-up cluster-down cluster-load-image bench bench-quick bench-image clean
 
 install: $(VENV)/.installed
 
@@ -29,8 +29,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The chart tests render it with the helm that scripts/cluster/build.sh builds (once, cached).
 test: lint
-	$(BIN)/pytest
+	HELM=$$(bash scripts/cluster/build.sh helm | tail -1)/helm $(BIN)/pytest
 
 # The container image (Dockerfile): starts a Docker engine where none runs, makes the Debian base
 # image unless BASE_IMAGE names another (python:3.12-slim where public images can be pulled).
@@ -55,9 +56,13 @@ cluster-load-image:
 
 # The end-to-end suite (tests/e2e/) on a real cluster: the one KUBECONFIG names, or the local one
 # (brought up here, and the image loaded into it). On kind: `kind create cluster`, `kind load
-# docker-image $(IMAGE)`, then `make e2e KUBECONFIG=...` (scripts/e2e.sh).
+# docker-image $(IMAGE)`, then `make e2e KUBECONFIG=...` (scripts/with-cluster.sh).
 e2e: install image
-	IMAGE='$(IMAGE)' PYTEST=$(BIN)/pytest bash scripts/e2e.sh
+	IMAGE='$(IMAGE)' bash scripts/with-cluster.sh $(BIN)/pytest -m e2e tests/e2e
+
+# Dispatch, cancel and adoption latency of the operator on a real cluster (bench/cluster.py).
+bench-cluster: install image
+	IMAGE='$(IMAGE)' bash scripts/with-cluster.sh $(BIN)/python -m bench.cluster
 
 # Benchmarks print tables and append them to docs/benchmarks.md.
 bench: install

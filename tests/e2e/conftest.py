@@ -9,30 +9,26 @@ production shape: an external PostgreSQL that the chart is given by URL.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import shutil
-import stat
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
-import asyncpg
 import pytest
 
-from codebase_mcp.db.embedded import EmbeddedPostgres, find_free_port
 from tests.e2e import cluster
-
-# The local cluster's node address (scripts/cluster/common.sh): pods reach host services there.
-DATABASE_HOST = os.environ.get("E2E_DATABASE_HOST", "10.88.0.1")
-IMAGE = os.environ.get("CODEBASE_MCP_IMAGE", "codebase-mcp:dev")
-RELEASE = "cbm"
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.deploy import (
+    RELEASE,
+    Database,
+    Release,
+    chart_values,
+    create_database,
+    create_namespace,
+    create_repositories_claim,
+    delete_namespace,
+    repositories_directory,
+    serve_postgres,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -50,161 +46,17 @@ def kubeconfig() -> str:
     return path
 
 
-@dataclass(frozen=True)
-class Database:
-    server: EmbeddedPostgres
-    port: int
-
-    def admin_url(self, host: str = "127.0.0.1") -> str:
-        return f"postgresql://postgres:{quote(self.server.password(), safe='')}@{host}:{self.port}/postgres"
-
-    def url(self, name: str, host: str = "127.0.0.1") -> str:
-        return self.admin_url(host).rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory, kubeconfig: str) -> Iterator[Database]:
-    """The embedded PostgreSQL with pgvector, listening where the cluster's pods can reach it."""
-    port = find_free_port()
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("e2e-pg"), port=port)
-    server.start()
-    server.stop()
-    conf = server.data_dir / "postgresql.conf"
-    conf.write_text(conf.read_text() + f"\nlisten_addresses = '127.0.0.1,{DATABASE_HOST}'\n")
-    hba = server.data_dir / "pg_hba.conf"
-    hba.write_text(hba.read_text() + f"\nhost all all {DATABASE_HOST}/16 scram-sha-256\n")
-    server.start()
-    try:
-        yield Database(server, port)
-    finally:
-        server.stop()
-
-
-async def create_database(db: Database) -> str:
-    name = f"e2e_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(db.admin_url())
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return name
+    with serve_postgres(tmp_path_factory.mktemp("e2e-pg")) as database:
+        yield database
 
 
 @pytest.fixture(scope="session")
 def repositories_root() -> Iterator[Path]:
-    """Repositories the pods read through a PersistentVolume (hostPath on the node): readable by
-    the image's non-root user."""
-    root = Path(f"/var/tmp/codebase-mcp-e2e-{secrets.token_hex(4)}")
-    root.mkdir(mode=0o755)
-    root.chmod(0o755)
-    try:
+    """Repositories the pods read through a PersistentVolume (hostPath on the node)."""
+    with repositories_directory() as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def make_readable(path: Path) -> None:
-    for item in [path, *path.rglob("*")]:
-        mode = item.stat().st_mode
-        item.chmod(mode | stat.S_IROTH | (stat.S_IXOTH if item.is_dir() else 0))
-
-
-def create_namespace(name: str) -> None:
-    """A namespace enforcing the restricted Pod Security Standard: every pod we make must pass it."""
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                },
-            },
-        }
-    )
-
-
-def create_repositories_claim(namespace: str, root: Path) -> str:
-    """A PersistentVolume on the node's directory, bound to a claim in the namespace."""
-    volume = f"{namespace}-repositories"
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": volume, "labels": {"codebase-mcp-e2e": namespace}},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadOnlyMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(root), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": "repositories"},
-            },
-        }
-    )
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "repositories"},
-            "spec": {
-                "accessModes": ["ReadOnlyMany"],
-                "storageClassName": "",
-                "volumeName": volume,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-        namespace=namespace,
-    )
-    return "repositories"
-
-
-def delete_namespace(name: str) -> None:
-    cluster.kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s", check=False)
-    cluster.kubectl("delete", "persistentvolume", "-l", f"codebase-mcp-e2e={name}", "--wait=false", check=False)
-
-
-@dataclass
-class Release:
-    namespace: str
-    database: str  # the name of its database
-    database_url: str  # as this machine reaches it
-    values: dict[str, Any]
-
-    def install(self, *extra: str) -> str:
-        return cluster.helm(
-            "upgrade", "--install", RELEASE, str(cluster.CHART), "-n", self.namespace, "--wait", "--timeout", "5m",
-            "-f", self._values_file(), *extra,
-        )  # fmt: skip
-
-    def _values_file(self) -> str:
-        path = Path(f"/tmp/{self.namespace}-values.json")
-        path.write_text(json.dumps(self.values))
-        return str(path)
-
-    def token(self) -> str:
-        return cluster.secret_value(self.namespace, f"{RELEASE}-codebase-mcp-tokens", "token")
-
-
-def chart_values(db: Database, database: str, *, claim: str, **overrides: Any) -> dict[str, Any]:
-    repository, _, tag = IMAGE.rpartition(":")
-    values: dict[str, Any] = {
-        "image": {"repository": repository, "tag": tag},
-        "database": {"url": db.url(database, host=DATABASE_HOST)},
-        "indexer": {"repositoriesClaim": claim, "cpu": "250m", "memory": "2Gi"},
-        "gateway": {"resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}},
-        "operator": {
-            "extraEnv": [
-                {"name": "CANCELLATION_CHECK_INTERVAL_SECONDS", "value": "1"},
-                {"name": "PROGRESS_UPDATE_INTERVAL_SECONDS", "value": "0.5"},
-            ]
-        },
-    }
-    for key, value in overrides.items():
-        values[key] = {**values.get(key, {}), **value}
-    return values
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from fastmcp import Client
 
 from tests import support
 from tests.e2e import cluster
-from tests.e2e.conftest import RELEASE, Release, make_readable
+from tests.e2e.deploy import RELEASE, Release, make_readable
 
 pytestmark = pytest.mark.e2e
 INDEXERS = "app.kubernetes.io/component=indexer"

@@ -24,7 +24,8 @@ import pytest
 from codebase_mcp.db.embedded import find_free_port
 from tests import support
 from tests.e2e import cluster
-from tests.e2e.conftest import (
+from tests.e2e.deploy import (
+    FULLNAME,
     IMAGE,
     RELEASE,
     Database,
@@ -39,7 +40,6 @@ from tests.e2e.conftest import (
 
 pytestmark = pytest.mark.e2e
 STARTUP_TIMEOUT = 20
-FULLNAME = f"{RELEASE}-codebase-mcp"
 
 
 @pytest.fixture(scope="module")

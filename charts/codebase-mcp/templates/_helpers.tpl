@@ -85,3 +85,16 @@ tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{- /* Egress every pod of the chart needs: DNS, and PostgreSQL. */}}
+{{- define "codebase-mcp.baseEgress" -}}
+- ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+- ports:
+    - {port: {{ .databasePort }}, protocol: TCP}
+  {{- if .databaseCIDR }}
+  to:
+    - ipBlock: {cidr: {{ .databaseCIDR }}}
+  {{- end }}
+{{- end }}
