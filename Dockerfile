@@ -42,6 +42,10 @@ RUN --mount=type=secret,id=pip_ca --mount=type=bind,source=.wheels,target=/wheel
 
 # ---- the image: no compilers, no pip, only the virtual environment and the source ---------------
 FROM ${BASE_IMAGE}
+# git: the indexer clones repo_url jobs (https, ssh, file).
+RUN apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git openssh-client >/dev/null \
+    && rm -rf /var/lib/apt/lists/*
 # A fixed, unprivileged UID/GID, so Kubernetes securityContext and file permissions can name it.
 RUN groupadd --system --gid 10001 codebase \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin codebase

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,7 +96,8 @@ def port_forward(namespace: str, target: str, port: int) -> Iterator[str]:
 
 class PodWatch:
     """Every indexer pod that ever existed in a namespace and how many ran at once, from a watch
-    stream (`kubectl get pods --watch`), not from samples that could miss a short-lived pod."""
+    stream (`kubectl get pods --watch`, read by a thread as it comes), not from samples that could
+    miss a short-lived pod."""
 
     def __init__(self, namespace: str, selector: str) -> None:
         self.process = subprocess.Popen(
@@ -108,39 +110,41 @@ class PodWatch:
         self.seen: set[str] = set()
         self.max_active = 0
         self._active: set[str] = set()
-        self._buffer = ""
-        os.set_blocking(self.process.stdout.fileno(), False)  # type: ignore[union-attr]
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-    def poll(self) -> None:
-        """Reads what the watch has said so far."""
+    def _read(self) -> None:
         assert self.process.stdout is not None
-        chunk = self.process.stdout.read()
-        if not chunk:
-            return
-        self._buffer += chunk
         decoder = json.JSONDecoder()
-        while True:
-            text = self._buffer.lstrip()
-            if not text:
-                self._buffer = ""
-                return
+        buffer = ""
+        for line in self.process.stdout:  # pretty-printed objects, one after another
+            buffer += line
             try:
-                event, end = decoder.raw_decode(text)
+                event, end = decoder.raw_decode(buffer.lstrip())
             except ValueError:
-                self._buffer = text
-                return
-            self._buffer = text[end:]
-            pod = event["object"]
-            name = pod["metadata"]["name"]
+                continue
+            buffer = buffer.lstrip()[end:]
+            self._record(event)
+
+    def _record(self, event: dict[str, Any]) -> None:
+        pod = event["object"]
+        name = pod["metadata"]["name"]
+        phase = pod.get("status", {}).get("phase")
+        with self._lock:
             self.seen.add(name)
-            phase = pod.get("status", {}).get("phase")
             if event["type"] == "DELETED" or phase in ("Succeeded", "Failed"):
                 self._active.discard(name)
             else:
                 self._active.add(name)
             self.max_active = max(self.max_active, len(self._active))
 
+    def poll(self) -> None:
+        """Lets the reader catch up with what the API server has already sent."""
+        time.sleep(1)
+
     def close(self) -> None:
         self.poll()
         self.process.terminate()
         self.process.wait(timeout=10)
+        self._reader.join(timeout=10)
