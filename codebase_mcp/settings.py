@@ -100,6 +100,20 @@ class Settings(BaseSettings):
         default=None,
         description="ConfigMap owning the indexer Jobs: deleting it (helm uninstall) deletes them and their pods.",
     )
+    # Passed through to every indexer Job as JSON (the chart's indexer.* values): where its pods may
+    # run (GPU nodes), and labels/annotations other controllers read (Kueue's queue name, cost).
+    indexer_node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of indexer pods.")
+    indexer_tolerations: list[dict[str, Any]] = Field(default_factory=list, description="tolerations of indexer pods.")
+    indexer_affinity: dict[str, Any] = Field(default_factory=dict, description="affinity of indexer pods.")
+    indexer_job_labels: dict[str, str] = Field(
+        default_factory=dict, description="More labels on indexer Jobs and pods."
+    )
+    indexer_job_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations on indexer Jobs and pods."
+    )
+    indexer_job_ttl_seconds: int = Field(
+        default=86_400, ge=0, description="How long a finished indexer Job (and its pod's logs) is kept."
+    )
     indexer_startup_timeout_seconds: int = Field(
         default=600,
         ge=1,

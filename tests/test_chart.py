@@ -7,6 +7,7 @@ helm is the one scripts/cluster/build.sh builds (HELM names it; `make test` sets
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -167,6 +168,12 @@ def test_the_optional_objects_render_when_asked() -> None:
     policies = by_kind(everything, "NetworkPolicy")
     indexer_egress = policies["cbm-codebase-mcp-indexer"]["spec"]["egress"]
     assert {"ipBlock": {"cidr": "10.1.2.3/32"}} in indexer_egress[1]["to"]
+    operator = by_kind(everything, "Deployment")["cbm-codebase-mcp-operator"]["spec"]["template"]["spec"]
+    env = {item["name"]: item.get("value") for item in operator["containers"][0]["env"]}
+    assert json.loads(env["INDEXER_NODE_SELECTOR"]) == {"accelerator": "nvidia"}
+    assert json.loads(env["INDEXER_TOLERATIONS"])[0]["key"] == "nvidia.com/gpu"
+    assert json.loads(env["INDEXER_JOB_LABELS"]) == {"kueue.x-k8s.io/queue-name": "indexing"}
+    assert "INDEXER_AFFINITY" not in env, "unset values are not passed"
     defaults = {o["kind"] for o in render(VALUE_SETS[0])}
     assert not defaults & {
         "Ingress",

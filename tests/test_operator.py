@@ -116,6 +116,31 @@ def test_the_job_runs_the_indexer_with_nothing_it_does_not_need() -> None:
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     assert volumes["repositories"]["persistentVolumeClaim"] == {"claimName": "repos", "readOnly": True}
     assert volumes["git-token"]["secret"]["secretName"] == "git"
+    assert "nodeSelector" not in pod
+    assert "annotations" not in body["metadata"]
+
+
+def test_the_job_takes_the_users_scheduling_labels_and_annotations() -> None:
+    job_id = uuid.uuid4()
+    settings = operator_settings(
+        indexer_node_selector={"accelerator": "nvidia"},
+        indexer_tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        indexer_affinity={"nodeAffinity": {}},
+        # The operator selects its Jobs by its own labels: a user's cannot replace them.
+        indexer_job_labels={"kueue.x-k8s.io/queue-name": "indexing", "app.kubernetes.io/component": "mine"},
+        indexer_job_annotations={"cost-center": "search"},
+        indexer_job_ttl_seconds=600,
+    )
+    body = serialized(indexer_job(job_id, NAMESPACE, settings))
+    pod = body["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"accelerator": "nvidia"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["affinity"] == {"nodeAffinity": {}}
+    for metadata in (body["metadata"], body["spec"]["template"]["metadata"]):
+        assert metadata["labels"]["kueue.x-k8s.io/queue-name"] == "indexing"
+        assert metadata["labels"]["app.kubernetes.io/component"] == "indexer"
+        assert metadata["annotations"] == {"cost-center": "search"}
+    assert body["spec"]["ttlSecondsAfterFinished"] == 600
 
 
 def test_a_plain_job_mounts_only_tmp_and_says_what_is_missing() -> None:

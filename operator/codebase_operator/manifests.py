@@ -9,6 +9,7 @@ dropped, /tmp as its only writable place, and DATABASE_URL from a Secret, never 
 from __future__ import annotations
 
 import uuid
+from typing import Any, cast
 
 from kubernetes import client
 
@@ -30,8 +31,6 @@ GIT_TOKEN_MOUNT = "/var/run/secrets/codebase-mcp/git"  # noqa: S105  # a path, n
 # is the backstop for a pod that never got that far (image pull, scheduling), so it allows more:
 # the timeout again, at most this much.
 DEADLINE_MARGIN_SECONDS = 600
-# Finished Jobs stay a day for `kubectl logs`; the row in PostgreSQL is the record that lasts.
-FINISHED_JOB_TTL_SECONDS = 86_400
 # SIGTERM makes the indexer roll back and mark its row; that takes seconds, not this long.
 STOP_GRACE_SECONDS = 30
 
@@ -104,7 +103,9 @@ def indexer_job(
     when it is deleted, so `helm uninstall` leaves no Job or pod behind."""
     if not settings.indexer_image:
         raise ValueError("INDEXER_IMAGE must name the image indexer Jobs run (the operator's own image)")
-    labels = {**COMPONENT_LABELS, **PART_OF_LABEL, JOB_ID_LABEL: str(job_id)}
+    # The user's labels first: ours, which the operator selects by, cannot be overridden.
+    labels = {**settings.indexer_job_labels, **COMPONENT_LABELS, **PART_OF_LABEL, JOB_ID_LABEL: str(job_id)}
+    annotations = dict(settings.indexer_job_annotations) or None
     volumes, mounts = _volumes(settings)
     container = client.V1Container(
         name="indexer",
@@ -138,12 +139,21 @@ def indexer_job(
             seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
         ),
         volumes=volumes,
+        # Passed through as the user wrote them: the client serializes plain dicts as they are, and
+        # the API server validates them (a typo fails the Job's creation with its own message).
+        node_selector=dict(settings.indexer_node_selector) or None,
+        tolerations=cast(Any, list(settings.indexer_tolerations)) or None,
+        affinity=cast(Any, dict(settings.indexer_affinity)) or None,
     )
     return client.V1Job(
         api_version="batch/v1",
         kind="Job",
         metadata=client.V1ObjectMeta(
-            name=job_name(job_id), namespace=namespace, labels=labels, owner_references=[owner] if owner else None
+            name=job_name(job_id),
+            namespace=namespace,
+            labels=labels,
+            annotations=annotations,
+            owner_references=[owner] if owner else None,
         ),
         spec=client.V1JobSpec(
             # A failed job is failed: its row says why, and starting it again is the user's call.
@@ -163,7 +173,10 @@ def indexer_job(
             pod_replacement_policy="Failed",
             active_deadline_seconds=settings.indexing_job_timeout_seconds
             + min(DEADLINE_MARGIN_SECONDS, settings.indexing_job_timeout_seconds),
-            ttl_seconds_after_finished=FINISHED_JOB_TTL_SECONDS,
-            template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels), spec=pod),
+            # Finished Jobs stay for `kubectl logs`; the row in PostgreSQL is the record that lasts.
+            ttl_seconds_after_finished=settings.indexer_job_ttl_seconds,
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels, annotations=annotations), spec=pod
+            ),
         ),
     )
