@@ -163,8 +163,10 @@ def job_gone(namespace: str, job_id: uuid.UUID) -> None:
         ("unschedulable", {"INDEXER_CPU": "64"}, r"StartupTimeout.*Unschedulable.*Insufficient cpu"),
         # The container is killed for memory; the Job fails and the pod says why.
         ("oom", {"INDEXER_MEMORY": "96Mi"}, r"BackoffLimitExceeded.*OOMKilled, exit code 137"),
-        # The Job's deadline (the timeout, twice) passes while the indexer is still starting.
-        ("deadline", {"INDEXING_JOB_TIMEOUT_SECONDS": "2"}, r"DeadlineExceeded"),
+        # The Job's deadline (the timeout, twice) passes before its pod could start: Kubernetes
+        # fails the Job (a running indexer would have stopped itself at the timeout).
+        ("deadline", {"INDEXING_JOB_TIMEOUT_SECONDS": "3", "INDEXER_CPU": "64",
+                      "INDEXER_STARTUP_TIMEOUT_SECONDS": "120"}, r"DeadlineExceeded"),
     ],
 )  # fmt: skip
 async def test_failures_reach_the_row_with_kubernetes_reason(
