@@ -124,7 +124,21 @@ def _git(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     return result.stdout.strip()
 
 
+def _trusting(directory: Path, repositories: list[str]) -> dict[str, str]:
+    """Environment under which git trusts these repositories although another user owns them.
+
+    A repository under the allowed roots usually belongs to someone else (a volume mounted into
+    the indexer's pod), and git refuses to read such a repository ("dubious ownership") unless
+    `safe.directory` names it in the global configuration (git 2.39 ignores it on the command line).
+    The roots already say these may be read, so a global file of our own names exactly them.
+    """
+    config = directory / "gitconfig"
+    config.write_text("".join(f"[safe]\n\tdirectory = {path}\n" for path in repositories))
+    return {"GIT_CONFIG_GLOBAL": str(config)}
+
+
 def _fetch(url: str, ref: str | None, destination: Path, settings: Settings) -> str:
+    source = urlsplit(url).path.rstrip("/") if url.startswith("file://") else None
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(destination.parent),
@@ -134,6 +148,7 @@ def _fetch(url: str, ref: str | None, destination: Path, settings: Settings) -> 
         "GIT_CONFIG_COUNT": "1",
         "GIT_CONFIG_KEY_0": "uploadpack.allowAnySHA1InWant",
         "GIT_CONFIG_VALUE_0": "true",
+        **_trusting(destination.parent, [source, f"{source}/.git"] if source else []),
     }
     for name in ("SSH_AUTH_SOCK", "GIT_SSH_COMMAND"):
         if name in os.environ:
@@ -158,9 +173,16 @@ def _local_commit(root: Path) -> str | None:
     if git is None or not (root / ".git").exists():
         return None
     try:
-        result = subprocess.run(
-            [git, "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30, check=False
-        )
+        with tempfile.TemporaryDirectory(prefix="codebase-mcp-git-") as scratch:
+            env = {**os.environ, **_trusting(Path(scratch), [str(root), f"{root}/.git"])}
+            result = subprocess.run(
+                [git, "-C", str(root), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+                env=env,
+            )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None

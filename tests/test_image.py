@@ -142,21 +142,26 @@ async def test_indexer_then_gateway_containers(
 async def test_the_indexer_container_indexes_a_git_repository(
     migrated_database_url: str, tmp_path: Path, containers: list[str]
 ) -> None:
-    """git is in the image: a repo_url job clones (here a file:// URL under the allowed roots)."""
+    """git is in the image: a repo_url job clones (here a file:// URL under the allowed roots), and
+    a repo_path job records its commit, though the repository belongs to another user (root here,
+    as on a volume mounted into a pod) and git refuses such repositories unless told otherwise."""
     dsn = migrated_database_url
     repo = tmp_path / "history"
     repo.mkdir()
     _, head = support.make_git_repository(repo)
     async with support.connection(dsn) as conn:
-        job_id = await support.insert_job(conn, project_id="team-a", repo_url="file:///repos/history")
-        name = f"codebase-indexer-{secrets.token_hex(4)}"
-        containers.append(name)
-        ran = await asyncio.to_thread(indexer, name, job_id, dsn, repo, detach=False)
-        row = await conn.fetchrow("SELECT status, error_message, commit_sha FROM indexing_jobs WHERE id = $1", job_id)
-    assert ran.returncode == 0, ran.stdout + ran.stderr
-    assert row is not None
-    assert row["status"] == "completed", row["error_message"]
-    assert row["commit_sha"] == head
+        for source in ({"repo_url": "file:///repos/history"}, {"repo_path": "/repos/history"}):
+            job_id = await support.insert_job(conn, project_id="team-a", **source)  # type: ignore[arg-type]
+            name = f"codebase-indexer-{secrets.token_hex(4)}"
+            containers.append(name)
+            ran = await asyncio.to_thread(indexer, name, job_id, dsn, repo, detach=False)
+            row = await conn.fetchrow(
+                "SELECT status, error_message, commit_sha FROM indexing_jobs WHERE id = $1", job_id
+            )
+            assert ran.returncode == 0, ran.stdout + ran.stderr
+            assert row is not None
+            assert row["status"] == "completed", row["error_message"]
+            assert row["commit_sha"] == head, source
 
 
 async def test_sigterm_to_an_indexer_container_never_leaves_a_running_row(
