@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import asyncpg
 
@@ -65,6 +67,16 @@ def _db_status(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"not set up yet under {settings.codebase_mcp_home} (run `codebase-mcp db start`)")
     return EXIT_NOT_RUNNING
+
+
+def _db_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from codebase_mcp.db.embedded import serve_in_foreground
+
+    data = os.environ.get("PGDATA")
+    if not data:
+        raise CommandError("set PGDATA: the directory the server keeps its data in (a volume)")
+    serve_in_foreground(Path(data), args.port, os.environ.get("POSTGRES_PASSWORD", ""))
+    return 0  # not reached: PostgreSQL has replaced this process
 
 
 def _db_url(args: argparse.Namespace, settings: Settings) -> int:
@@ -133,6 +145,12 @@ def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     add("stop", _db_stop, "stop the embedded PostgreSQL cleanly")
     add("status", _db_status, "is the embedded PostgreSQL running? (exit 3 when not)")
     add("url", _db_url, "print the DSN: DATABASE_URL, else the running embedded server's")
+    serve = add(
+        "serve",
+        _db_serve,
+        "run PostgreSQL with pgvector in the foreground, for a container (PGDATA, POSTGRES_PASSWORD)",
+    )
+    serve.add_argument("--port", type=int, default=5432)
     upgrade = add("upgrade", _db_upgrade, "migrate to the latest schema (or to REVISION)")
     upgrade.add_argument("revision", nargs="?", default="head")
     downgrade = add("downgrade", _db_downgrade, "migrate down to REVISION ('base' empties the schema)")

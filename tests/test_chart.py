@@ -20,6 +20,7 @@ import yaml
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "codebase-mcp"
 VALUE_SETS = sorted((CHART / "ci").glob("*-values.yaml"))
+DEFAULT = CHART / "ci" / "default-values.yaml"
 KUBERNETES_VERSION = "1.34.0"
 # Kinds from CRDs: no schema in Kubernetes' own set.
 CUSTOM_KINDS = {"ServiceMonitor"}
@@ -97,7 +98,7 @@ def test_every_pod_meets_the_restricted_pod_security_standard(values: Path) -> N
 
 
 def test_the_operator_has_a_namespaced_role_with_exactly_its_rights() -> None:
-    objects = render(VALUE_SETS[0])
+    objects = render(DEFAULT)
     assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     role = by_kind(objects, "Role")["cbm-codebase-mcp-operator"]
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): r for r in role["rules"]}
@@ -114,7 +115,7 @@ def test_the_operator_has_a_namespaced_role_with_exactly_its_rights() -> None:
 
 
 def test_the_operator_runs_alone_and_gives_its_jobs_what_they_need() -> None:
-    objects = render(VALUE_SETS[0])
+    objects = render(DEFAULT)
     operator = by_kind(objects, "Deployment")["cbm-codebase-mcp-operator"]
     assert operator["spec"]["replicas"] == 1
     assert operator["spec"]["strategy"] == {"type": "Recreate"}, "kopf: never two operators in a rollout"
@@ -132,7 +133,7 @@ def test_the_operator_runs_alone_and_gives_its_jobs_what_they_need() -> None:
 
 
 def test_migrations_run_as_a_hook_before_install_and_upgrade() -> None:
-    objects = render(VALUE_SETS[0])
+    objects = render(DEFAULT)
     job = by_kind(objects, "Job")["cbm-codebase-mcp-migrations"]
     annotations = job["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
@@ -146,7 +147,7 @@ def test_migrations_run_as_a_hook_before_install_and_upgrade() -> None:
 
 
 def test_the_gateway_is_probed_and_labelled_as_helm_users_expect() -> None:
-    objects = render(VALUE_SETS[0])
+    objects = render(DEFAULT)
     gateway = by_kind(objects, "Deployment")["cbm-codebase-mcp-gateway"]
     labels = gateway["metadata"]["labels"]
     assert labels["app.kubernetes.io/name"] == "codebase-mcp"
@@ -174,7 +175,7 @@ def test_the_optional_objects_render_when_asked() -> None:
     assert json.loads(env["INDEXER_TOLERATIONS"])[0]["key"] == "nvidia.com/gpu"
     assert json.loads(env["INDEXER_JOB_LABELS"]) == {"kueue.x-k8s.io/queue-name": "indexing"}
     assert "INDEXER_AFFINITY" not in env, "unset values are not passed"
-    defaults = {o["kind"] for o in render(VALUE_SETS[0])}
+    defaults = {o["kind"] for o in render(DEFAULT)}
     assert not defaults & {
         "Ingress",
         "HorizontalPodAutoscaler",
@@ -208,7 +209,7 @@ def test_existing_secrets_are_used_and_no_token_is_generated() -> None:
     ],
 )
 def test_the_schema_rejects_bad_values(setting: str, complaint: str) -> None:
-    result = run_helm("lint", "--strict", str(CHART), "-f", str(VALUE_SETS[0]), "--set", setting, check=False)
+    result = run_helm("lint", "--strict", str(CHART), "-f", str(DEFAULT), "--set", setting, check=False)
     assert result.returncode != 0
     assert complaint in result.stdout + result.stderr
 
@@ -217,3 +218,31 @@ def test_a_release_without_a_database_says_what_to_set() -> None:
     result = run_helm("template", "cbm", str(CHART), check=False)
     assert result.returncode != 0
     assert "set database.url or database.existingSecret" in result.stderr
+
+
+def test_the_bundled_postgresql_runs_our_image_and_the_migrations_wait_for_it() -> None:
+    objects = render(CHART / "ci" / "bundled-postgresql-values.yaml")
+    database = by_kind(objects, "StatefulSet")["cbm-codebase-mcp-postgresql"]
+    [container] = database["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["db", "serve", "--port", "5432"]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "cbm-codebase-mcp-postgresql",
+        "key": "password",
+    }
+    [claim] = database["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    url = by_kind(objects, "Secret")["cbm-codebase-mcp-database"]["stringData"]["DATABASE_URL"]
+    password = by_kind(objects, "Secret")["cbm-codebase-mcp-postgresql"]["stringData"]["password"]
+    assert url == f"postgresql://postgres:{password}@cbm-codebase-mcp-postgresql:5432/codebase_mcp"
+    # No server exists before the release's objects do: the migrations are an ordinary Job of the
+    # revision (install --wait waits for it), retried until the server answers.
+    migrations = by_kind(objects, "Job")["cbm-codebase-mcp-migrations-1"]
+    assert "annotations" not in migrations["metadata"]
+    assert migrations["spec"]["backoffLimit"] >= 6
+    assert "cbm-codebase-mcp-migrations" not in by_kind(objects, "Secret")
+    other = render(CHART / "ci" / "bundled-postgresql-values.yaml", "postgresql.image.repository=pgvector/pgvector",
+                   "postgresql.image.tag=pg17")  # fmt: skip
+    [theirs] = by_kind(other, "StatefulSet")["cbm-codebase-mcp-postgresql"]["spec"]["template"]["spec"]["containers"]
+    assert theirs["image"] == "pgvector/pgvector:pg17"
+    assert "args" not in theirs, "another image runs its own entrypoint"

@@ -300,3 +300,54 @@ def _allow_traversal(path: Path) -> None:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
             parent.chmod(mode | stat.S_IXOTH)
+
+
+def serve_in_foreground(data_dir: Path, port: int, password: str) -> None:
+    """`codebase-mcp db serve`: the bundled binaries as a container's one process (the Helm chart's
+    optional PostgreSQL). The first start initialises `data_dir` (scram-sha-256 for every TCP
+    client, the superuser's password from the caller) and creates the codebase_mcp database; then
+    PostgreSQL replaces this process, so the container's signals reach it directly (SIGTERM: smart
+    shutdown). Takes the same PGDATA / POSTGRES_PASSWORD contract as the official image."""
+    if os.geteuid() == 0:
+        raise EmbeddedDatabaseError("PostgreSQL refuses to run as root: run `db serve` as an unprivileged user")
+    if not password:
+        raise EmbeddedDatabaseError("POSTGRES_PASSWORD is empty: the server would accept no one")
+    binaries = _bin_dir()
+    if not (data_dir / "PG_VERSION").exists():
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pwfile = data_dir.parent / ".initdb-pw"
+        pwfile.touch(mode=0o600)
+        try:
+            pwfile.write_text(password + "\n")
+            subprocess.run(
+                [str(binaries / "initdb"), "-D", str(data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
+                 "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"],
+                check=True, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
+        with open(data_dir / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# codebase-mcp db serve\n"
+                "listen_addresses = '*'\n"
+                # The socket beside the data (the volume): the image's own places are read-only.
+                f"unix_socket_directories = '{data_dir.parent}'\n"
+                "max_connections = 200\n"
+                "maintenance_work_mem = '256MB'\n"
+            )
+        with open(data_dir / "pg_hba.conf", "a") as hba:
+            hba.write("host all all 0.0.0.0/0 scram-sha-256\nhost all all ::/0 scram-sha-256\n")
+        # The database the project uses, made once while the server is private to us.
+        subprocess.run(
+            [str(binaries / "pg_ctl"), "start", "-w", "-D", str(data_dir), "-o", "-c listen_addresses=''"],
+            check=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            subprocess.run(
+                [str(binaries / "psql"), "-h", str(data_dir.parent), "-U", SUPERUSER, "-d", "postgres",
+                 "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{DATABASE_NAME}"'],
+                check=True, stdin=subprocess.DEVNULL, env={**os.environ, "PGPASSWORD": password},
+            )  # fmt: skip
+        finally:
+            subprocess.run([str(binaries / "pg_ctl"), "stop", "-w", "-D", str(data_dir)], check=True)
+    os.execv(binaries / "postgres", ["postgres", "-D", str(data_dir), "-p", str(port)])  # noqa: S606  # no shell: argv

@@ -2,7 +2,7 @@
 # Builds what the tests need from the Go module proxy, once per version, and prints the directory
 # on its last line:
 #   build.sh [kubernetes]  kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
-#                          kubectl kubeadm, etcd etcdctl -> $CLUSTER_CACHE/bin-<versions>-<hash>/
+#                          kubectl kubeadm, etcd etcdctl, coredns -> $CLUSTER_CACHE/bin-<versions>-<hash>/
 #   build.sh helm          helm -> $CLUSTER_CACHE/helm-<version>/ (`make test` renders the chart)
 # A cached directory is complete (it is renamed into place only after everything in it built), so
 # a warm machine rebuilds nothing.
@@ -59,7 +59,9 @@ else
         go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3)
     # `go build` names a .../server/v3 main package after "server".
     mv "$staging/server" "$staging/etcd"
-    manifest="kubernetes $KUBERNETES_VERSION"$'\n'"etcd $ETCD_VERSION"
+    log "building CoreDNS $COREDNS_VERSION"
+    GOBIN="$staging" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+    manifest="kubernetes $KUBERNETES_VERSION"$'\n'"etcd $ETCD_VERSION"$'\n'"coredns $COREDNS_VERSION"
 fi
 {
     echo "$manifest"

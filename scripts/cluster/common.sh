@@ -17,7 +17,6 @@ ETCD_CLIENT_PORT=23790
 CONTAINERD_SOCK=$CLUSTER_DIR/run/containerd.sock
 # The sandbox ("pause") image: built here (no registry), imported under this name.
 PAUSE_IMAGE=codebase-mcp.local/pause:3.10
-PROCESSES=(kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd containerd)
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }

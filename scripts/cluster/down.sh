@@ -29,7 +29,7 @@ if running containerd; then
     sleep 1
     for task in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$task" >/dev/null 2>&1; done
 fi
-for name in kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do stop_process "$name"; done
+for name in coredns kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do stop_process "$name"; done
 # Shims started by our containerd carry its socket's directory in their command line.
 pkill -9 -f "containerd-shim.*-address $CONTAINERD_SOCK" 2>/dev/null
 

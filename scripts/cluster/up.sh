@@ -198,6 +198,26 @@ start kube-scheduler kube-scheduler --config "$CLUSTER_DIR/scheduler.yaml" \
     --authentication-kubeconfig "$CLUSTER_DIR/scheduler.conf" --authorization-kubeconfig "$CLUSTER_DIR/scheduler.conf" \
     --bind-address 127.0.0.1
 
+# Cluster DNS for Services (`<service>.<namespace>.svc.cluster.local`) on the node's address, as a
+# host process like the rest. It answers cluster.local and nothing else: pods here reach no
+# outside name, and nothing is forwarded anywhere.
+cat >"$CLUSTER_DIR/Corefile" <<COREFILE
+cluster.local:53 in-addr.arpa:53 {
+    bind $NODE_IP
+    errors
+    kubernetes cluster.local in-addr.arpa {
+        kubeconfig $CLUSTER_DIR/super-admin.conf
+        pods insecure
+    }
+    cache 10
+}
+.:53 {
+    bind $NODE_IP
+    errors
+}
+COREFILE
+start coredns coredns -conf "$CLUSTER_DIR/Corefile"
+
 # `kubectl logs` and `exec` go from the API server to the kubelet as this user.
 kubectl --kubeconfig "$KUBECONFIG_OUT" create clusterrolebinding codebase-mcp:apiserver-kubelet \
     --clusterrole system:kubelet-api-admin --user kube-apiserver-kubelet-client \
@@ -217,6 +237,7 @@ address: $NODE_IP
 authentication: {anonymous: {enabled: false}, webhook: {enabled: true}, x509: {clientCAFile: $pki/ca.crt}}
 authorization: {mode: Webhook}
 clusterDomain: cluster.local
+clusterDNS: [$NODE_IP]
 resolvConf: /etc/resolv.conf
 # Images exist only because they were imported here: never garbage-collect them, never evict.
 imageGCHighThresholdPercent: 100
@@ -245,5 +266,6 @@ start kube-proxy kube-proxy --config "$CLUSTER_DIR/kube-proxy.yaml"
 kc() { kubectl --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 wait_for "node $NODE_NAME" 120 kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s
 wait_for "the default ServiceAccount" 60 kc get serviceaccount default -n default
+wait_for "cluster DNS" 30 bash -c "exec 3<>/dev/tcp/$NODE_IP/53"
 log "ready in $(($(date +%s) - started)) s ($("$BIN/kubectl" version --client -o json | grep -m1 gitVersion | tr -d ' ",'))"
 echo "KUBECONFIG=$KUBECONFIG_OUT"

@@ -131,6 +131,23 @@ async def test_index_and_search_through_the_gateway_service(
     assert (top["path"], top["symbol"]) == ("billing/invoice.py", "compute_invoice_total")
 
 
+async def test_index_a_git_repository_by_url(release: Release, gateway: Gateway, repositories_root: Path) -> None:
+    """A repo_url job: the indexer pod clones it (git is in the image), here from the volume, owned
+    by another user than the pod's (git's safe.directory), and records the commit it indexed."""
+    path = repositories_root / "history"
+    path.mkdir()
+    _, head = support.make_git_repository(path)
+    make_readable(path)
+    job = await gateway.call("start_indexing_background", repo_url="file:///repositories/history")
+    final = (await gateway.follow(job["job_id"]))[-1]
+    assert final["status"] == "completed", final
+    repositories = await gateway.call("list_repositories")
+    [cloned] = [r for r in repositories["repositories"] if r["source"] == "file:///repositories/history"]
+    assert cloned["commit_sha"] == head
+    hits = await gateway.call("search_code", query="sequence of fibonacci numbers")
+    assert any(hit["symbol"] == "fibonacci_sequence" for hit in hits["results"])
+
+
 async def test_cancel_mid_embedding_deletes_the_job_and_no_pod_replaces_it(
     release: Release, gateway: Gateway, repositories_root: Path
 ) -> None:

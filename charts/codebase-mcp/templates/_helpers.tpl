@@ -40,12 +40,13 @@ app.kubernetes.io/part-of: codebase-mcp
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* The Secret and key holding DATABASE_URL. */}}
+{{/* The Secret and key holding DATABASE_URL (the chart's own for database.url and the bundled
+     PostgreSQL, else database.existingSecret's). */}}
 {{- define "codebase-mcp.databaseSecret" -}}
-{{- if .Values.database.existingSecret }}{{ .Values.database.existingSecret }}{{ else }}{{ include "codebase-mcp.fullname" . }}-database{{ end }}
+{{- if and .Values.database.existingSecret (not .Values.postgresql.enabled) }}{{ .Values.database.existingSecret }}{{ else }}{{ include "codebase-mcp.fullname" . }}-database{{ end }}
 {{- end }}
 {{- define "codebase-mcp.databaseSecretKey" -}}
-{{- if .Values.database.existingSecret }}{{ .Values.database.existingSecretKey }}{{ else }}DATABASE_URL{{ end }}
+{{- if and .Values.database.existingSecret (not .Values.postgresql.enabled) }}{{ .Values.database.existingSecretKey }}{{ else }}DATABASE_URL{{ end }}
 {{- end }}
 
 {{- define "codebase-mcp.tokensSecret" -}}
