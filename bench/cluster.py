@@ -31,6 +31,7 @@ from bench.common import append_report, table
 from tests import support
 from tests.e2e import cluster
 from tests.e2e.deploy import (
+    DATABASE_HOST,
     FULLNAME,
     Release,
     chart_values,
@@ -145,7 +146,7 @@ async def measure(release: Release, root: Path, jobs: int, cancels: int) -> str:
     try:
         with cluster.port_forward(release.namespace, f"svc/{FULLNAME}-gateway", 8000) as url:
             token = release.token()
-            async with support.connection(release.database_url) as conn:
+            async with support.connection(str(release.database_url)) as conn:
                 created, running, claimed = [], [], []
                 for n in range(jobs):
                     path = root / f"dispatch-{n}"
@@ -214,9 +215,8 @@ async def main() -> None:
         try:
             claim = create_repositories_claim(namespace, root)
             database = await create_database(postgres)
-            release = Release(
-                namespace, database, postgres.url(database), chart_values(postgres, database, claim=claim)
-            )
+            url = postgres.url(database, host=DATABASE_HOST)
+            release = Release(namespace, postgres.url(database), chart_values(url, claim=claim))
             release.install()
             body = await measure(release, root, args.jobs, args.cancels)
         finally:

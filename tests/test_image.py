@@ -16,10 +16,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx2
 import pytest
 from fastmcp import Client
 
+from codebase_mcp.db import migrations
 from codebase_mcp.db.embedded import find_free_port
 from mcp_gateway.auth import grant_entry
 from tests import support
@@ -191,6 +193,42 @@ async def test_sigterm_to_an_indexer_container_never_leaves_a_running_row(
     assert (row["error_type"], "SIGTERM" in row["error_message"]) == ("Terminated", True), row
     assert exit_code == "1", "the indexer stopped on SIGTERM and said so, not killed after the grace period"
     assert repositories == 0, "an interrupted first index leaves no partial repository behind"
+
+
+async def test_db_serve_is_a_postgresql_with_pgvector_for_a_container(containers: list[str]) -> None:
+    """`codebase-mcp db serve` (the chart's bundled PostgreSQL): initialises its volume, takes the
+    password it is given, serves TCP clients, takes the schema, and stops cleanly on SIGTERM."""
+    port = find_free_port()
+    password = secrets.token_urlsafe(16)
+    name = f"codebase-postgresql-{secrets.token_hex(4)}"
+    containers.append(name)
+    started = docker(
+        "run", "--detach", "--name", name, *LOCKED_DOWN, "--tmpfs", f"/var/lib/postgresql/data:uid={UID},gid={UID}",
+        "--env", "PGDATA=/var/lib/postgresql/data/pgdata", "--env", f"POSTGRES_PASSWORD={password}",
+        IMAGE, "db", "serve", "--port", str(port),
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    dsn = f"postgresql://postgres:{password}@127.0.0.1:{port}/codebase_mcp"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            await asyncio.to_thread(migrations.upgrade, dsn)
+            break
+        except Exception:
+            assert time.monotonic() < deadline, docker("logs", name).stderr[-3000:]
+            await asyncio.sleep(1)
+    async with support.connection(dsn) as conn:
+        assert await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        assert await conn.fetchval("SELECT count(*) FROM indexing_jobs") == 0
+    wrong = dsn.replace(password, "not-the-password")
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(wrong)
+    stopped = docker("stop", "--time", "30", name)
+    assert stopped.returncode == 0
+    assert docker("inspect", name, "--format", "{{.State.ExitCode}}").stdout.strip() == "0"
+    unset = docker("run", "--rm", *LOCKED_DOWN, IMAGE, "db", "serve")
+    assert unset.returncode == 1
+    assert "set PGDATA" in unset.stderr
 
 
 async def test_the_operator_command_runs_in_the_image() -> None:

@@ -350,4 +350,6 @@ def serve_in_foreground(data_dir: Path, port: int, password: str) -> None:
             )  # fmt: skip
         finally:
             subprocess.run([str(binaries / "pg_ctl"), "stop", "-w", "-D", str(data_dir)], check=True)
-    os.execv(binaries / "postgres", ["postgres", "-D", str(data_dir), "-p", str(port)])  # noqa: S606  # no shell: argv
+    # argv[0] the full path: PostgreSQL finds its own installation (share/, lib/) from it.
+    postgres = str(binaries / "postgres")
+    os.execv(postgres, [postgres, "-D", str(data_dir), "-p", str(port)])  # noqa: S606  # no shell: argv

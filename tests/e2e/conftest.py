@@ -22,7 +22,7 @@ from tests.e2e.deploy import (
     Database,
     Release,
     chart_values,
-    create_database,
+    create_database_volume,
     create_namespace,
     create_repositories_claim,
     delete_namespace,
@@ -60,13 +60,14 @@ def repositories_root() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-async def release(postgres: Database, repositories_root: Path) -> AsyncIterator[Release]:
-    """The chart installed in a fresh restricted namespace, with its own database."""
+async def release(kubeconfig: str, repositories_root: Path) -> AsyncIterator[Release]:
+    """The chart as a quick start installs it, with its bundled PostgreSQL, in a fresh namespace
+    under the restricted Pod Security Standard."""
     namespace = f"e2e-{secrets.token_hex(3)}"
     create_namespace(namespace)
     claim = create_repositories_claim(namespace, repositories_root)
-    database = await create_database(postgres)
-    installed = Release(namespace, database, postgres.url(database), chart_values(postgres, database, claim=claim))
+    create_database_volume(namespace, repositories_root)
+    installed = Release(namespace, None, chart_values(None, claim=claim))
     try:
         installed.install()
         yield installed

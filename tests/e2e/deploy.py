@@ -24,6 +24,8 @@ from tests.e2e import cluster
 # The local cluster's node address (scripts/cluster/common.sh): pods reach host services there.
 DATABASE_HOST = os.environ.get("E2E_DATABASE_HOST", "10.88.0.1")
 IMAGE = os.environ.get("CODEBASE_MCP_IMAGE", "codebase-mcp:dev")
+# A StorageClass that provisions volumes (kind's `standard`); unset: volumes are made by the suite.
+STORAGE_CLASS = os.environ.get("E2E_STORAGE_CLASS")
 RELEASE = "cbm"
 FULLNAME = f"{RELEASE}-codebase-mcp"
 
@@ -138,6 +140,32 @@ def create_repositories_claim(namespace: str, root: Path) -> str:
     return "repositories"
 
 
+def create_database_volume(namespace: str, root: Path) -> None:
+    """A PersistentVolume for the bundled PostgreSQL's claim, on the node's directory, where no
+    StorageClass provisions one (the local cluster has none). hostPath volumes keep their owner,
+    so the directory is the image user's."""
+    if STORAGE_CLASS:
+        return
+    data = root / f".postgresql-{namespace}"
+    data.mkdir(mode=0o700)
+    os.chown(data, 10001, 10001)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"{namespace}-postgresql", "labels": {"codebase-mcp-e2e": namespace}},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": str(data), "type": "Directory"},
+                "claimRef": {"namespace": namespace, "name": f"data-{FULLNAME}-postgresql-0"},
+            },
+        }
+    )
+
+
 def delete_namespace(name: str) -> None:
     cluster.kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s", check=False)
     cluster.kubectl("delete", "persistentvolume", "-l", f"codebase-mcp-e2e={name}", "--wait=false", check=False)
@@ -146,8 +174,7 @@ def delete_namespace(name: str) -> None:
 @dataclass
 class Release:
     namespace: str
-    database: str  # the name of its database
-    database_url: str  # as this machine reaches it
+    database_url: str | None  # as this machine reaches it; None: the chart's bundled PostgreSQL
     values: dict[str, Any]
 
     def install(self, *extra: str) -> str:
@@ -165,11 +192,19 @@ class Release:
         return cluster.secret_value(self.namespace, f"{FULLNAME}-tokens", "token")
 
 
-def chart_values(db: Database, database: str, *, claim: str, **overrides: Any) -> dict[str, Any]:
+def chart_values(database_url: str | None, *, claim: str, **overrides: Any) -> dict[str, Any]:
+    """The chart's values for a test release: an external PostgreSQL at database_url (as the pods
+    reach it), or None for the bundled one (on the StorageClass E2E_STORAGE_CLASS names, else on a
+    PersistentVolume made beforehand: create_database_volume)."""
     repository, _, tag = IMAGE.rpartition(":")
+    database: dict[str, Any] = (
+        {"database": {"url": database_url}}
+        if database_url
+        else {"postgresql": {"enabled": True, "storageSize": "1Gi", "storageClassName": STORAGE_CLASS or "-"}}
+    )
     values: dict[str, Any] = {
         "image": {"repository": repository, "tag": tag},
-        "database": {"url": db.url(database, host=DATABASE_HOST)},
+        **database,
         "indexer": {"repositoriesClaim": claim, "cpu": "250m", "memory": "2Gi"},
         "gateway": {"resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}},
         "operator": {

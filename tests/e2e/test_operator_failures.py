@@ -25,6 +25,7 @@ from codebase_mcp.db.embedded import find_free_port
 from tests import support
 from tests.e2e import cluster
 from tests.e2e.deploy import (
+    DATABASE_HOST,
     FULLNAME,
     IMAGE,
     RELEASE,
@@ -49,8 +50,9 @@ async def bare_release(postgres: Database, repositories_root: Path) -> AsyncIter
     create_namespace(namespace)
     claim = create_repositories_claim(namespace, repositories_root)
     database = await create_database(postgres)
-    values = chart_values(postgres, database, claim=claim, operator={"enabled": False})
-    installed = Release(namespace, database, postgres.url(database), values)
+    # An external PostgreSQL (this machine's), which the operator run here reaches too.
+    values = chart_values(postgres.url(database, host=DATABASE_HOST), claim=claim, operator={"enabled": False})
+    installed = Release(namespace, postgres.url(database), values)
     try:
         installed.install()
         yield installed
@@ -93,7 +95,7 @@ def operator(release: Release, kubeconfig: Path, log: Path, **settings: str) -> 
     environment = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
-        "DATABASE_URL": release.database_url,
+        "DATABASE_URL": str(release.database_url),
         "POD_NAMESPACE": release.namespace,
         "INDEXER_IMAGE": IMAGE,
         "INDEXER_DATABASE_SECRET": f"{FULLNAME}-database",
@@ -126,6 +128,7 @@ def operator(release: Release, kubeconfig: Path, log: Path, **settings: str) -> 
 
 @pytest.fixture
 async def conn(bare_release: Release) -> AsyncIterator[asyncpg.Connection[Any]]:
+    assert bare_release.database_url is not None
     async with support.connection(bare_release.database_url) as connection:
         yield connection
 
