@@ -62,7 +62,7 @@ e2e: install image
 
 # Dispatch, cancel and adoption latency of the operator on a real cluster (bench/cluster.py).
 bench-cluster: install image
-	IMAGE='$(IMAGE)' bash scripts/with-cluster.sh $(BIN)/python -m bench.cluster
+	IMAGE='$(IMAGE)' bash scripts/with-cluster.sh $(BIN)/python -m bench.cluster $(BENCH_ARGS)
 
 # Benchmarks print tables and append them to docs/benchmarks.md.
 bench: install

@@ -274,9 +274,28 @@ def test_pod_state_reads_why_a_pod_waits_and_how_it_failed() -> None:
     assert pod_state(killed) == (True, None, "container indexer OOMKilled, exit code 137")
 
 
+class WatchingBatchApi(RecordingBatchApi):
+    """Delivers the Job's DELETED watch event while the delete call is still in flight, and the
+    dispatch loop reaps right then, as happens with a real API server: the launcher must not take
+    its own delete for someone else's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.launcher: KubernetesLauncher | None = None
+        self.reaped: dict[uuid.UUID, str] = {}
+
+    def delete_namespaced_job(self, name: str, namespace: str, **options: Any) -> None:
+        super().delete_namespaced_job(name, namespace, **options)
+        assert self.launcher is not None
+        job_id = uuid.UUID(name.removeprefix("codebase-index-"))
+        self.launcher.observe("DELETED", job_body(job_id))
+        self.reaped.update(self.launcher.reap())
+
+
 async def test_a_pod_that_never_starts_fails_its_job_after_the_startup_timeout() -> None:
-    api, core = RecordingBatchApi(), RecordingCoreApi()
+    api, core = WatchingBatchApi(), RecordingCoreApi()
     launcher = launcher_with(api, operator_settings(indexer_startup_timeout_seconds=1), core)
+    api.launcher = launcher
     stuck, quota, fine = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     for job_id in (stuck, quota, fine):
         await launcher.launch(job_id)
@@ -295,7 +314,7 @@ async def test_a_pod_that_never_starts_fails_its_job_after_the_startup_timeout()
     assert launcher.reap() == {}, "nothing fails before the timeout"
     await asyncio.sleep(1.05)
     await launcher.check_startups()
-    ended = launcher.reap()
+    ended = {**api.reaped, **launcher.reap()}
     assert set(ended) == {stuck, quota}, "a running pod is not a start-up problem"
     assert ended[stuck].startswith("Job failed (StartupTimeout: its pod did not start within 1 s: ImagePullBackOff")
     assert "FailedCreate: Error creating" in ended[quota]

@@ -236,6 +236,9 @@ class KubernetesLauncher:
             if age < timeout:
                 continue
             why = tracked.waiting or "no pod was created"
+            # Decided before the delete: its watch event may arrive while the call is in flight,
+            # and must not read as a Job deleted by someone else.
+            tracked.ending = f"Job failed (StartupTimeout: its pod did not start within {timeout} s: {why})"
             await self.post_event(
                 job_id, "StartupTimedOut", f"its pod did not start within {timeout} s: {why}", warn=True
             )
@@ -252,7 +255,6 @@ class KubernetesLauncher:
                     log.warning("job %s: could not delete its Job: %s", job_id, describe_api_error(error))
             except urllib3.exceptions.HTTPError as error:
                 log.warning("job %s: could not delete its Job: %s", job_id, error)
-            tracked.ending = f"Job failed (StartupTimeout: its pod did not start within {timeout} s: {why})"
             self.on_change()
 
     async def watch_startups(self, stop: asyncio.Event) -> None:

@@ -69,10 +69,16 @@ def repository(root: Path, name: str, *, files: int = 0) -> str:
 def test_installed_pods_pass_the_restricted_standard_and_helm_test(release: Release) -> None:
     namespace = cluster.kubectl_json("get", "namespace", release.namespace)
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    running = cluster.pods(release.namespace, "app.kubernetes.io/instance=" + RELEASE)
-    components = {pod["metadata"]["labels"]["app.kubernetes.io/component"] for pod in running}
-    assert {"gateway", "operator"} <= components
-    assert all(pod["status"]["phase"] == "Running" for pod in running), [p["status"] for p in running]
+    phases = {
+        pod["metadata"]["labels"]["app.kubernetes.io/component"]: pod["status"]["phase"]
+        for pod in cluster.pods(release.namespace, "app.kubernetes.io/instance=" + RELEASE)
+    }
+    assert phases == {
+        "gateway": "Running",
+        "operator": "Running",
+        "postgresql": "Running",
+        "migrations": "Succeeded",
+    }, "every pod we make runs under the restricted standard"
     output = cluster.helm("test", RELEASE, "-n", release.namespace, "--logs")
     assert "gateway ready; tools:" in output
     assert "search_code" in output
@@ -236,8 +242,11 @@ async def test_upgrade_keeps_the_token_and_the_data(release: Release, gateway: G
     env = {item["name"]: item.get("value") for item in operator["env"]}
     assert env["MAX_CONCURRENT_INDEXING_JOBS"] == "3"
     with cluster.port_forward(release.namespace, f"svc/{RELEASE}-codebase-mcp-gateway", 8000) as url:
-        hits = await Gateway(url, token).call("search_code", query="add sales tax to the invoice line items")
+        upgraded = Gateway(url, token)
+        hits = await upgraded.call("search_code", query="add sales tax to the invoice line items", repository="shop")
+        listed = await upgraded.call("list_repositories")
     assert hits["results"][0]["symbol"] == "compute_invoice_total"
+    assert {"shop", "history"} <= {r["name"] for r in listed["repositories"]}, "every repository indexed before"
 
 
 def test_uninstall_leaves_no_job_or_pod_of_ours(release: Release) -> None:
