@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from fastmcp import Client
 
 from codebase_mcp.db.embedded import find_free_port
 from tests import support
@@ -191,6 +192,13 @@ async def test_failures_reach_the_row_with_kubernetes_reason(
             job_gone(bare_release.namespace, job_id)  # Kubernetes would have kept it for ever
     assert row["status"] == "failed", dict(row)
     assert re.search(expected, row["error_message"] or ""), row["error_message"]
+    # What an agent sees: the same reason, through the gateway's Service.
+    with cluster.port_forward(bare_release.namespace, f"svc/{FULLNAME}-gateway", 8000) as url:
+        async with Client(url + "/mcp", auth=bare_release.token()) as agent:
+            shown = await agent.call_tool("get_indexing_status", {"job_id": str(job_id)})
+    assert shown.structured_content is not None
+    assert shown.structured_content["status"] == "failed"
+    assert shown.structured_content["error_message"] == row["error_message"]
 
 
 async def test_a_quota_that_refuses_the_pod_is_reported(
