@@ -80,12 +80,19 @@ class Watched:
             self.job_created.setdefault(job_id, time.time())
 
     def _pods(self, api: client.CoreV1Api) -> None:
+        try:
+            self._follow_pods(api)
+        except Exception as error:  # a dead watch thread must say why, not hang the bench
+            print(f"pod watch stopped: {error!r}", flush=True)
+            raise
+
+    def _follow_pods(self, api: client.CoreV1Api) -> None:
         for event in self._stream(api.list_namespaced_pod, label_selector=INDEXERS):
             pod = event["object"]
             job_id = pod.metadata.labels.get("codebase-mcp/job-id")
             if event["type"] == "DELETED":
                 self.pod_gone.setdefault(job_id, time.time())
-            elif pod.status.phase == "Running":
+            elif pod.status.phase in ("Running", "Succeeded", "Failed"):  # a short pod may skip Running
                 self.pod_running.setdefault(job_id, time.time())
 
     def _events(self, api: client.CoreV1Api) -> None:
@@ -98,7 +105,8 @@ class Watched:
         deadline = time.monotonic() + seconds
         while job_id not in seen:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id}: not seen in {seconds} s")
+                pods = cluster.kubectl("get", "pods", "-o", "wide", namespace=self.namespace, check=False)
+                raise TimeoutError(f"job {job_id}: not seen in {seconds} s; pods:\n{pods}")
             time.sleep(0.02)
         return seen[job_id]
 
@@ -152,7 +160,8 @@ async def measure(release: Release, root: Path, jobs: int, cancels: int) -> str:
                 created, running, claimed = [], [], []
                 for n in range(jobs):
                     path = root / f"dispatch-{n}"
-                    support.make_sample_repository(path)
+                    # Text no earlier job had: every job loads the model and embeds, as a new one would.
+                    support.make_large_repository(path, files=2, functions=4, salt=secrets.token_hex(4))
                     make_readable(path)
                     began = time.time()
                     job = await call(url, token, "start_indexing_background", repo_path=f"/repositories/dispatch-{n}")

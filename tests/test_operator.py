@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -275,21 +276,40 @@ def test_pod_state_reads_why_a_pod_waits_and_how_it_failed() -> None:
 
 
 class WatchingBatchApi(RecordingBatchApi):
-    """Delivers the Job's DELETED watch event while the delete call is still in flight, and the
-    dispatch loop reaps right then, as happens with a real API server: the launcher must not take
-    its own delete for someone else's."""
+    """Delivers the watch event of a Job it creates or deletes while the call is still in flight
+    (on the event loop, as kopf does), and the dispatch loop reaps right then, as happens with a
+    real API server: the launcher must neither take its own new Job for one an earlier operator
+    left running, nor its own delete for someone else's."""
 
-    def __init__(self) -> None:
+    def __init__(self, launcher: KubernetesLauncher | None = None) -> None:
         super().__init__()
-        self.launcher: KubernetesLauncher | None = None
+        self.launcher = launcher
+        self.loop = asyncio.get_running_loop()
         self.reaped: dict[uuid.UUID, str] = {}
+
+    def _deliver(self, kind: str, name: str) -> None:
+        delivered = threading.Event()
+
+        def on_loop() -> None:
+            assert self.launcher is not None
+            self.launcher.observe(kind, job_body(uuid.UUID(name.removeprefix("codebase-index-"))))
+            if kind == "DELETED":
+                self.reaped.update(self.launcher.reap())
+            delivered.set()
+
+        self.loop.call_soon_threadsafe(on_loop)
+        assert delivered.wait(5)
+
+    def create_namespaced_job(self, namespace: str, body: client.V1Job, **options: Any) -> client.V1Job:
+        created = super().create_namespaced_job(namespace, body, **options)
+        assert body.metadata is not None
+        assert body.metadata.name is not None
+        self._deliver("ADDED", body.metadata.name)
+        return created
 
     def delete_namespaced_job(self, name: str, namespace: str, **options: Any) -> None:
         super().delete_namespaced_job(name, namespace, **options)
-        assert self.launcher is not None
-        job_id = uuid.UUID(name.removeprefix("codebase-index-"))
-        self.launcher.observe("DELETED", job_body(job_id))
-        self.reaped.update(self.launcher.reap())
+        self._deliver("DELETED", name)
 
 
 async def test_a_pod_that_never_starts_fails_its_job_after_the_startup_timeout() -> None:
@@ -320,7 +340,9 @@ async def test_a_pod_that_never_starts_fails_its_job_after_the_startup_timeout()
     assert "FailedCreate: Error creating" in ended[quota]
     assert "exceeded quota: small" in ended[quota]
     assert sorted(api.deleted) == sorted([(job_name(stuck), "Background"), (job_name(quota), "Background")])
+    await asyncio.sleep(0.2)  # Events posted in the background have been
     reasons = [event.reason for event in core.events]
+    assert "Adopted" not in reasons, "a Job seen by the watch before its create call returned is ours, not adopted"
     assert reasons.count("Claimed") == 3
     assert reasons.count("StartupTimedOut") == 2
     assert launcher.live() == {fine}

@@ -134,20 +134,27 @@ class KubernetesLauncher:
             manifest = indexer_job(job_id, self.namespace, self.settings, self.owner)
         except ValueError as error:
             raise LaunchError(str(error)) from None
+        # Followed before it exists: the watch may deliver the new Job while the create call is
+        # still in flight, and an unknown Job would read as one an earlier operator left running.
+        fresh = job_id not in self._jobs
+        tracked = self._jobs.setdefault(job_id, _Tracked())
         created: Any = None
         try:
             created = await asyncio.to_thread(
                 self.api.create_namespaced_job, self.namespace, manifest, _request_timeout=REQUEST_TIMEOUT_SECONDS
             )
         except ApiException as error:
-            if error.status in RETRY_LATER_STATUSES:
-                raise LaunchDeferredError(f"the API server answered {describe_api_error(error)}") from None
             # 409: an operator that died between creating the Job and reporting it already made it.
             if error.status != 409:
+                if fresh:
+                    self._jobs.pop(job_id, None)
+                if error.status in RETRY_LATER_STATUSES:
+                    raise LaunchDeferredError(f"the API server answered {describe_api_error(error)}") from None
                 raise LaunchError(f"Kubernetes refused the indexer Job: {describe_api_error(error)}") from None
         except urllib3.exceptions.HTTPError as error:  # unreachable, or no answer in time
+            if fresh:
+                self._jobs.pop(job_id, None)
             raise LaunchDeferredError(f"the API server did not answer: {error}") from None
-        tracked = self._jobs.setdefault(job_id, _Tracked())
         name = job_name(job_id)
         if created is not None:
             tracked.uid = created.metadata.uid
