@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     indexer_git_token_secret: str | None = Field(
         default=None, description="Secret whose `token` key indexer pods use for https git remotes."
     )
+    indexer_git_ca_secret: str | None = Field(
+        default=None,
+        description="Secret whose `ca.crt` key indexer pods trust for https git remotes (a private CA).",
+    )
     embedded_db_port: int | None = Field(
         default=None,
         ge=1,

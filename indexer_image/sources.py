@@ -150,7 +150,8 @@ def _fetch(url: str, ref: str | None, destination: Path, settings: Settings) -> 
         "GIT_CONFIG_VALUE_0": "true",
         **_trusting(destination.parent, [source, f"{source}/.git"] if source else []),
     }
-    for name in ("SSH_AUTH_SOCK", "GIT_SSH_COMMAND"):
+    # GIT_SSL_CAINFO: a private CA for https remotes (the operator mounts INDEXER_GIT_CA_SECRET).
+    for name in ("SSH_AUTH_SOCK", "GIT_SSH_COMMAND", "GIT_SSL_CAINFO"):
         if name in os.environ:
             env[name] = os.environ[name]
     token = _git_token(settings)

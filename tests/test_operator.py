@@ -60,7 +60,10 @@ def serialized(job: client.V1Job) -> dict[str, Any]:
 def test_the_job_runs_the_indexer_with_nothing_it_does_not_need() -> None:
     job_id = uuid.uuid4()
     settings = operator_settings(
-        indexer_repositories_claim="repos", indexer_git_token_secret="git", allowed_git_hosts="github.com"
+        indexer_repositories_claim="repos",
+        indexer_git_token_secret="git",
+        indexer_git_ca_secret="git-ca",
+        allowed_git_hosts="github.com",
     )
     body = serialized(indexer_job(job_id, NAMESPACE, settings))
 
@@ -108,15 +111,22 @@ def test_the_job_runs_the_indexer_with_nothing_it_does_not_need() -> None:
     assert env["ALLOWED_GIT_HOSTS"]["value"] == "github.com"
     assert env["ALLOWED_REPO_ROOTS"]["value"] == "/repositories"
     assert env["GIT_TOKEN_FILE"]["value"] == "/var/run/secrets/codebase-mcp/git/token"
+    assert env["GIT_SSL_CAINFO"]["value"] == "/var/run/secrets/codebase-mcp/git-ca/ca.crt"
     assert env["INDEXING_JOB_TIMEOUT_SECONDS"]["value"] == str(settings.indexing_job_timeout_seconds)
     assert env["REPOSITORY_GRAPH_MIN_CHUNKS"]["value"] == str(settings.repository_graph_min_chunks)
     mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
-    assert set(mounts) == {"/tmp", "/repositories", "/var/run/secrets/codebase-mcp/git"}
+    assert set(mounts) == {
+        "/tmp",
+        "/repositories",
+        "/var/run/secrets/codebase-mcp/git",
+        "/var/run/secrets/codebase-mcp/git-ca",
+    }
     assert mounts["/repositories"]["readOnly"] is True
     assert mounts["/var/run/secrets/codebase-mcp/git"]["readOnly"] is True
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     assert volumes["repositories"]["persistentVolumeClaim"] == {"claimName": "repos", "readOnly": True}
     assert volumes["git-token"]["secret"]["secretName"] == "git"
+    assert volumes["git-ca"]["secret"] == {"secretName": "git-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
     assert "nodeSelector" not in pod
     assert "annotations" not in body["metadata"]
 

@@ -27,6 +27,7 @@ JOB_ID_LABEL = "codebase-mcp/job-id"
 IMAGE_UID = 10001
 REPOSITORIES_MOUNT = "/repositories"
 GIT_TOKEN_MOUNT = "/var/run/secrets/codebase-mcp/git"  # noqa: S105  # a path, not a secret
+GIT_CA_MOUNT = "/var/run/secrets/codebase-mcp/git-ca"
 # The indexer enforces INDEXING_JOB_TIMEOUT_SECONDS itself and settles its row; Kubernetes' deadline
 # is the backstop for a pod that never got that far (image pull, scheduling), so it allows more:
 # the timeout again, at most this much.
@@ -65,6 +66,8 @@ def _indexer_environment(settings: Settings) -> list[client.V1EnvVar]:
         plain["ALLOWED_REPO_ROOTS"] = REPOSITORIES_MOUNT
     if settings.indexer_git_token_secret:
         plain["GIT_TOKEN_FILE"] = f"{GIT_TOKEN_MOUNT}/token"
+    if settings.indexer_git_ca_secret:
+        plain["GIT_SSL_CAINFO"] = f"{GIT_CA_MOUNT}/ca.crt"
     database = client.V1EnvVarSource(
         secret_key_ref=client.V1SecretKeySelector(
             name=settings.indexer_database_secret, key=settings.indexer_database_secret_key
@@ -93,6 +96,12 @@ def _volumes(settings: Settings) -> tuple[list[client.V1Volume], list[client.V1V
         )
         volumes.append(client.V1Volume(name="git-token", secret=secret))
         mounts.append(client.V1VolumeMount(name="git-token", mount_path=GIT_TOKEN_MOUNT, read_only=True))
+    if settings.indexer_git_ca_secret:
+        ca = client.V1SecretVolumeSource(
+            secret_name=settings.indexer_git_ca_secret, items=[client.V1KeyToPath(key="ca.crt", path="ca.crt")]
+        )
+        volumes.append(client.V1Volume(name="git-ca", secret=ca))
+        mounts.append(client.V1VolumeMount(name="git-ca", mount_path=GIT_CA_MOUNT, read_only=True))
     return volumes, mounts
 
 
