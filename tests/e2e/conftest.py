@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,9 +24,11 @@ from tests.e2e.deploy import (
     Release,
     chart_values,
     create_database_volume,
+    create_git_server,
     create_namespace,
     create_repositories_claim,
     delete_namespace,
+    git_server_host,
     repositories_directory,
     serve_postgres,
 )
@@ -67,7 +70,11 @@ async def release(kubeconfig: str, repositories_root: Path) -> AsyncIterator[Rel
     create_namespace(namespace)
     claim = create_repositories_claim(namespace, repositories_root)
     create_database_volume(namespace, repositories_root)
-    installed = Release(namespace, None, chart_values(None, claim=claim))
+    with tempfile.TemporaryDirectory() as work:
+        create_git_server(namespace, claim, Path(work))
+    # Indexer pods trust the suite's git server's CA, and git URLs may name only that host.
+    git = {"gitCASecret": "git-ca", "allowedGitHosts": git_server_host(namespace)}
+    installed = Release(namespace, None, chart_values(None, claim=claim, indexer=git))
     try:
         installed.install()
         yield installed

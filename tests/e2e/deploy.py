@@ -217,3 +217,106 @@ def chart_values(database_url: str | None, *, claim: str, **overrides: Any) -> d
     for key, value in overrides.items():
         values[key] = {**values.get(key, {}), **value}
     return values
+
+
+# A git server for the suite, inside the cluster: git's own smart-HTTP backend behind Python's
+# HTTPS server, serving the repositories volume read-only. CGI without fork, so the TLS socket
+# stays in the server process; git trusts the volume's repositories whoever owns them.
+GIT_SERVER = """
+import http.server, pathlib, ssl
+root = pathlib.Path("/tmp/srv")
+(root / "cgi-bin").mkdir(parents=True, exist_ok=True)
+pathlib.Path("/tmp/gitconfig").write_text("[safe]\\n\\tdirectory = *\\n")
+# A Python CGI script (run by the server's interpreter: /tmp may be mounted noexec).
+(root / "cgi-bin" / "git.py").write_text(
+    "import os\\n"
+    "os.environ.update(GIT_PROJECT_ROOT='/repositories', GIT_HTTP_EXPORT_ALL='1', GIT_CONFIG_GLOBAL='/tmp/gitconfig')\\n"
+    "os.execv('/usr/lib/git-core/git-http-backend', ['git-http-backend'])\\n"
+)
+class Handler(http.server.CGIHTTPRequestHandler):
+    have_fork = False
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, directory=str(root), **kwargs)
+    def finish(self):
+        # The CGI reply ends at end of stream: end TLS properly (close_notify), or git's TLS
+        # library takes the close for a truncation.
+        super().finish()
+        try:
+            self.connection.unwrap()
+        except (OSError, ValueError):
+            pass
+server = http.server.ThreadingHTTPServer(("", 8443), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain("/tls/tls.crt", "/tls/tls.key")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def git_server_host(namespace: str) -> str:
+    return f"git.{namespace}.svc.cluster.local"
+
+
+def create_git_server(namespace: str, claim: str, work: Path) -> None:
+    """Service `git` (https, a CA of the suite's own in Secret `git-ca`) serving `claim` at
+    https://git.<namespace>.svc.cluster.local/cgi-bin/git.py/<repository>."""
+    host = git_server_host(namespace)
+    ca_key, ca_crt, key, csr, crt = (work / n for n in ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt"))
+    cluster.run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=e2e git CA",
+                "-keyout", str(ca_key), "-out", str(ca_crt))  # fmt: skip
+    cluster.run("openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={host}",
+                "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    extensions = work / "san.cnf"
+    extensions.write_text(f"subjectAltName=DNS:{host},DNS:git.{namespace}.svc,DNS:git\n")
+    cluster.run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+                "-CAcreateserial", "-days", "1", "-extfile", str(extensions), "-out", str(crt))  # fmt: skip
+    cluster.kubectl("create", "secret", "tls", "git-tls", f"--cert={crt}", f"--key={key}", namespace=namespace)
+    cluster.kubectl("create", "secret", "generic", "git-ca", f"--from-file=ca.crt={ca_crt}", namespace=namespace)
+    labels = {"app.kubernetes.io/name": "e2e-git-server"}
+    restricted = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "git", "labels": labels},
+            "spec": {
+                "securityContext": {
+                    "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "automountServiceAccountToken": False,
+                "containers": [
+                    {
+                        "name": "git",
+                        "image": IMAGE,
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["python3", "-c", GIT_SERVER],
+                        "ports": [{"containerPort": 8443}],
+                        "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
+                        "securityContext": restricted,
+                        "volumeMounts": [
+                            {"name": "repositories", "mountPath": "/repositories", "readOnly": True},
+                            {"name": "tls", "mountPath": "/tls", "readOnly": True},
+                            {"name": "tmp", "mountPath": "/tmp"},
+                        ],
+                    }
+                ],
+                "volumes": [
+                    {"name": "repositories", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
+                    {"name": "tls", "secret": {"secretName": "git-tls"}},
+                    {"name": "tmp", "emptyDir": {}},
+                ],
+            },
+        },
+        namespace=namespace,
+    )  # fmt: skip
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "git"},
+            "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 8443}]},
+        },
+        namespace=namespace,
+    )
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/git", "--timeout=120s", namespace=namespace)

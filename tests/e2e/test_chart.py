@@ -17,7 +17,7 @@ from fastmcp import Client
 
 from tests import support
 from tests.e2e import cluster
-from tests.e2e.deploy import RELEASE, Release, make_readable
+from tests.e2e.deploy import RELEASE, Release, git_server_host, make_readable
 
 pytestmark = pytest.mark.e2e
 INDEXERS = "app.kubernetes.io/component=indexer"
@@ -35,6 +35,13 @@ class Gateway:
             result = await client.call_tool(tool, arguments)
         assert result.structured_content is not None
         return dict(result.structured_content)
+
+    async def call_error(self, tool: str, **arguments: Any) -> str:
+        """The error a refused call reports to the agent."""
+        async with Client(self.url + "/mcp", auth=self.token) as client:
+            result = await client.call_tool(tool, arguments, raise_on_error=False)
+        assert result.is_error, result
+        return " ".join(getattr(block, "text", "") for block in result.content)
 
     async def follow(self, job_id: str, seconds: float = 300) -> list[dict[str, Any]]:
         """Every status the job showed until it ended."""
@@ -137,21 +144,27 @@ async def test_index_and_search_through_the_gateway_service(
     assert (top["path"], top["symbol"]) == ("billing/invoice.py", "compute_invoice_total")
 
 
-async def test_index_a_git_repository_by_url(release: Release, gateway: Gateway, repositories_root: Path) -> None:
-    """A repo_url job: the indexer pod clones it (git is in the image), here from the volume, owned
-    by another user than the pod's (git's safe.directory), and records the commit it indexed."""
+async def test_index_git_repositories_by_url(release: Release, gateway: Gateway, repositories_root: Path) -> None:
+    """repo_url jobs: the indexer pod clones over https from a git server inside the cluster (its
+    CA from the chart's indexer.gitCASecret, its name from cluster DNS, a shallow fetch over git's
+    smart HTTP), and by file:// from the volume (owned by another user than the pod's: git's
+    safe.directory); each records the commit it indexed."""
     path = repositories_root / "history"
     path.mkdir()
     _, head = support.make_git_repository(path)
     make_readable(path)
-    job = await gateway.call("start_indexing_background", repo_url="file:///repositories/history")
-    final = (await gateway.follow(job["job_id"]))[-1]
-    assert final["status"] == "completed", final
-    repositories = await gateway.call("list_repositories")
-    [cloned] = [r for r in repositories["repositories"] if r["source"] == "file:///repositories/history"]
-    assert cloned["commit_sha"] == head
+    served = f"https://{git_server_host(release.namespace)}/cgi-bin/git.py/history"
+    for url in (served, "file:///repositories/history"):
+        job = await gateway.call("start_indexing_background", repo_url=url)
+        final = (await gateway.follow(job["job_id"]))[-1]
+        assert final["status"] == "completed", final
+        repositories = await gateway.call("list_repositories")
+        [cloned] = [r for r in repositories["repositories"] if r["source"] == url]
+        assert cloned["commit_sha"] == head, url
     hits = await gateway.call("search_code", query="sequence of fibonacci numbers")
     assert any(hit["symbol"] == "fibonacci_sequence" for hit in hits["results"])
+    refused = await gateway.call_error("start_indexing_background", repo_url="https://github.com/x/y")
+    assert "not in ALLOWED_GIT_HOSTS" in refused
 
 
 async def test_cancel_mid_embedding_deletes_the_job_and_no_pod_replaces_it(
