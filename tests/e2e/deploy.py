@@ -230,7 +230,8 @@ pathlib.Path("/tmp/gitconfig").write_text("[safe]\\n\\tdirectory = *\\n")
 # A Python CGI script (run by the server's interpreter: /tmp may be mounted noexec).
 (root / "cgi-bin" / "git.py").write_text(
     "import os\\n"
-    "os.environ.update(GIT_PROJECT_ROOT='/repositories', GIT_HTTP_EXPORT_ALL='1', GIT_CONFIG_GLOBAL='/tmp/gitconfig')\\n"
+    "os.environ.update(GIT_PROJECT_ROOT='/repositories', GIT_HTTP_EXPORT_ALL='1',"
+    " GIT_CONFIG_GLOBAL='/tmp/gitconfig')\\n"
     "os.execv('/usr/lib/git-core/git-http-backend', ['git-http-backend'])\\n"
 )
 class Handler(http.server.CGIHTTPRequestHandler):
