@@ -76,16 +76,17 @@ def repository(root: Path, name: str, *, files: int = 0) -> str:
 def test_installed_pods_pass_the_restricted_standard_and_helm_test(release: Release) -> None:
     namespace = cluster.kubectl_json("get", "namespace", release.namespace)
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    phases = {
-        pod["metadata"]["labels"]["app.kubernetes.io/component"]: pod["status"]["phase"]
-        for pod in cluster.pods(release.namespace, "app.kubernetes.io/instance=" + RELEASE)
-    }
-    assert phases == {
-        "gateway": "Running",
-        "operator": "Running",
-        "postgresql": "Running",
-        "migrations": "Succeeded",
-    }, "every pod we make runs under the restricted standard"
+    phases: dict[str, set[str]] = {}
+    for pod in cluster.pods(release.namespace, "app.kubernetes.io/instance=" + RELEASE):
+        phases.setdefault(pod["metadata"]["labels"]["app.kubernetes.io/component"], set()).add(pod["status"]["phase"])
+    # Every pod we make runs under the restricted standard. The migrations may have failed while
+    # the bundled PostgreSQL was starting (their Job retries until it answers), and then succeeded.
+    assert {name: phases.get(name) for name in ("gateway", "operator", "postgresql")} == {
+        "gateway": {"Running"},
+        "operator": {"Running"},
+        "postgresql": {"Running"},
+    }, phases
+    assert "Succeeded" in phases["migrations"], phases
     output = cluster.helm("test", RELEASE, "-n", release.namespace, "--logs")
     assert "gateway ready; tools:" in output
     assert "search_code" in output
