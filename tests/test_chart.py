@@ -158,6 +158,12 @@ def test_the_gateway_is_probed_and_labelled_as_helm_users_expect() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    # Two gateways by default, spread across nodes, each client kept on one (its MCP session).
+    assert gateway["spec"]["replicas"] == 2
+    spread = gateway["spec"]["template"]["spec"]["topologySpreadConstraints"][0]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert by_kind(objects, "Service")["cbm-codebase-mcp-gateway"]["spec"]["sessionAffinity"] == "ClientIP"
+    assert by_kind(objects, "PodDisruptionBudget")["cbm-codebase-mcp-gateway"]["spec"]["minAvailable"] == 1
     tests = by_kind(objects, "Pod")
     assert tests["cbm-codebase-mcp-test-mcp"]["metadata"]["annotations"]["helm.sh/hook"] == "test"
 
@@ -176,13 +182,9 @@ def test_the_optional_objects_render_when_asked() -> None:
     assert json.loads(env["INDEXER_JOB_LABELS"]) == {"kueue.x-k8s.io/queue-name": "indexing"}
     assert "INDEXER_AFFINITY" not in env, "unset values are not passed"
     defaults = {o["kind"] for o in render(DEFAULT)}
-    assert not defaults & {
-        "Ingress",
-        "HorizontalPodAutoscaler",
-        "PodDisruptionBudget",
-        "NetworkPolicy",
-        "ServiceMonitor",
-    }
+    assert not defaults & {"Ingress", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor"}
+    single = {o["kind"] for o in render(DEFAULT, "gateway.replicas=1")}
+    assert "PodDisruptionBudget" not in single, "no budget for a single gateway: it would block every drain"
 
 
 def test_existing_secrets_are_used_and_no_token_is_generated() -> None:
