@@ -28,6 +28,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # The chart tests render it with the helm that scripts/cluster/build.sh builds (once, cached).
 test: lint

@@ -28,15 +28,15 @@ from codebase_mcp.db.embedded import find_free_port
 from codebase_mcp.dispatch import Worker
 from codebase_mcp.settings import Settings
 from mcp_gateway.auth import grant_entry
-from mcp_gateway.local_executor import SubprocessLauncher
+from mcp_gateway.local_executor import LocalExecutor, SubprocessLauncher
 from mcp_gateway.server import build_server
 
 
 class TimedLauncher(SubprocessLauncher):
     """The local executor's launcher, noting when each worker was spawned and when it was gone."""
 
-    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
-        super().__init__(log_dir, env=env)
+    def __init__(self, log_dir: Path, **options: Any) -> None:
+        super().__init__(log_dir, **options)
         self.spawned: dict[uuid.UUID, float] = {}
         self.gone: dict[uuid.UUID, float] = {}
 
@@ -74,10 +74,12 @@ async def measure(dsn: str, workspace: Path, jobs: int) -> dict[str, list[float]
     token = secrets.token_urlsafe(24)
     tokens = workspace / "tokens.json"
     tokens.write_text(json.dumps({"tokens": [grant_entry("bench", token, ["bench"], "bench")]}))
-    launcher = TimedLauncher(workspace / "logs", env={"DATABASE_URL": dsn, "ALLOWED_REPO_ROOTS": str(workspace)})
-    settings = Settings(allowed_repo_roots=(workspace,), tokens_file=tokens)
+    settings = Settings(allowed_repo_roots=(workspace,), tokens_file=tokens, codebase_mcp_home=workspace / "home")
+    executor = LocalExecutor(settings, dsn, launcher=TimedLauncher)
+    launcher = executor.launcher
+    assert isinstance(launcher, TimedLauncher)
     port = find_free_port()
-    app = build_server(settings, dsn, launcher=launcher).http_app(path="/mcp")
+    app = build_server(settings, dsn, executor=executor).http_app(path="/mcp")
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event

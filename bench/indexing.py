@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import append_report, table, throwaway_database
+from codebase_mcp import job_rows
 from codebase_mcp.db.connect import connect
 from codebase_mcp.embedding import Embedder
 from codebase_mcp.settings import Settings
+from codebase_mcp.sources import CheckedSource
 from indexer_image.pipeline import EMBED_BATCH, EXIT_OK, embedding_text, run_job
 
 MODEL_SAMPLE = 512
@@ -67,14 +69,8 @@ def installed_package(name: str, destination: Path) -> Path:
 
 
 async def insert_job(conn: Any, repo: Path, project: str) -> uuid.UUID:
-    job_id: uuid.UUID = await conn.fetchval(
-        "INSERT INTO indexing_jobs (repo_path, repo_name, project_id, status) VALUES ($1, $2, $3, 'pending')"
-        " RETURNING id",
-        str(repo),
-        repo.name,
-        project,
-    )
-    return job_id
+    source = CheckedSource(str(repo), None, None, repo.name)
+    return (await job_rows.enqueue(conn, project, source, force_reindex=False)).job_id
 
 
 async def index_once(dsn: str, settings: Settings, embedder: Embedder, repo: Path, project: str) -> dict[str, Any]:

@@ -453,8 +453,8 @@ async def build_repository_graphs(dsn: str, projects: list[str]) -> tuple[int, f
 async def measure(dsn: str, size: int, layout: str, queries_count: int, workspace: Path, with_tool: bool) -> str:
     generator = np.random.default_rng(size)
     projects = ["bench"] if layout == "one project" else [f"bench-{n:02d}" for n in range(20)]
-    # Every project has about CHUNKS_PER_TOPIC chunks of each topic, whatever the layout. Until
-    # session 8 the topics were the whole corpus's (size / 200), so a project of the 20-project
+    # Every project has about CHUNKS_PER_TOPIC chunks of each topic, whatever the layout. Before
+    # 3aa20a6 (2026-11-25) the topics were the whole corpus's (size / 200), so a project of the 20-project
     # layout held 10 chunks a topic: a query's 10th neighbour lay at chance similarity, which no
     # code base's does, and recall against exact measured noise (docs/benchmarks.md).
     topics = max(10, size // len(projects) // CHUNKS_PER_TOPIC)

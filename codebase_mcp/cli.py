@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
+from codebase_mcp.errors import UserError
 from codebase_mcp.settings import ConfigError, Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -25,7 +26,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 EXIT_NOT_RUNNING = 3
 
 
-class CommandError(Exception):
+class CommandError(UserError):
     """A failure to report to the user as one clear line, without a traceback."""
 
 
@@ -194,6 +195,9 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.tokens_file is None:
         raise CommandError("set TOKENS_FILE: the gateway serves authenticated requests only (docs/configuration.md)")
+    from mcp_gateway.auth import load_grants
+
+    load_grants(settings.tokens_file)  # a bad tokens file is said before anything starts
     configure_logging()
     serve(settings, resolve_database_url(settings), args.host, args.port, local_executor=args.local_executor)
     return 0
@@ -246,13 +250,10 @@ def _add_gateway(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _operator(args: argparse.Namespace, settings: Settings) -> int:
     from codebase_mcp.logs import configure_logging
-    from codebase_operator.run import OperatorConfigError, run_operator
+    from codebase_operator.run import run_operator
 
     configure_logging()
-    try:
-        asyncio.run(run_operator(settings, health_port=args.health_port))
-    except OperatorConfigError as error:
-        raise CommandError(str(error)) from None
+    asyncio.run(run_operator(settings, health_port=args.health_port))
     return 0
 
 
@@ -348,15 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as error:
-        # Expected failures carry a message written for people; say it without a traceback.
-        from codebase_mcp.db.embedded import EmbeddedDatabaseError
-        from mcp_gateway.client_cli import ClientError
-
-        if isinstance(error, CommandError | EmbeddedDatabaseError | ClientError | OSError):
-            print(f"codebase-mcp: {error}", file=sys.stderr)
-            return 1
-        raise
+    except (UserError, OSError) as error:
+        # Expected failures carry a message written for people: said without a traceback.
+        print(f"codebase-mcp: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

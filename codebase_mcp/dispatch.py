@@ -97,6 +97,7 @@ class Dispatcher:
         sweep_seconds: float = 5.0,
         maintenance_seconds: float = 60.0,
         stale_heartbeat_seconds: float | None = None,
+        wake: asyncio.Event | None = None,
     ) -> None:
         self.dsn = dsn
         self.launcher = launcher
@@ -109,7 +110,9 @@ class Dispatcher:
             60.0, 6 * settings.cancellation_check_interval_seconds
         )
         self.stats = DispatchStats()
-        self._wake = asyncio.Event()
+        # Set by NOTIFY, and by the launcher when one of its workers changes (the executor gives
+        # the launcher `wake.set` when it makes it).
+        self._wake = wake or asyncio.Event()
         self._last_maintenance = float("-inf")
         self.ready = asyncio.Event()
 

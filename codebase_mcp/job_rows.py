@@ -1,4 +1,5 @@
-"""State transitions of an indexing_jobs row, each one guarded by the state it leaves.
+"""Every statement on indexing_jobs: the gateway's requests, the executors' and the workers'
+state transitions, each transition guarded by the state it leaves.
 
 pending -> running (claim) -> completed | failed ; pending|running -> cancelled (cancel tool).
 An executor first marks a pending job as its own (`claimed_by`, status still pending) and starts a
@@ -16,10 +17,113 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from codebase_mcp.jobs import IndexingJobStatus
+from codebase_mcp.jobs import ACTIVE_STATUSES, TERMINAL_STATUSES, IndexingJobStatus
+from codebase_mcp.sources import CheckedSource
 
 # A string: asyncpg's classes are generic only in its type stubs, not at run time.
 Connection: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
+# Single statements may run on a pool (each takes a connection for its statement).
+Database: TypeAlias = "asyncpg.Pool[Any] | Connection"
+
+
+# The sets as the SQL takes them (status = ANY($n)), so no statement spells a set by hand.
+_ACTIVE = sorted(status.value for status in ACTIVE_STATUSES)
+_TERMINAL = sorted(status.value for status in TERMINAL_STATUSES)
+
+# A job as people see it: the columns of IndexingJobProgress and the gateway's JobStatus.
+JOB_COLUMNS = """id AS job_id, project_id, repo_name AS repository, status, progress_percentage,
+    COALESCE(progress_message, '') AS progress_message, files_scanned, files_indexed, chunks_created,
+    error_message, error_type, created_at, started_at, completed_at, cancelled_at, k8s_namespace, k8s_job_name"""
+
+
+# -- requests (the gateway) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    job_id: uuid.UUID
+    status: IndexingJobStatus
+    existing: bool  # an active job of the same source was returned instead of a new one
+
+
+async def enqueue(conn: Connection, project_id: str, source: CheckedSource, *, force_reindex: bool) -> Enqueued:
+    """A pending job for the source, or the source's active job if it has one (never two).
+
+    The row's INSERT fires the trigger whose NOTIFY wakes the executors.
+    """
+    async with conn.transaction():
+        # One active job per source: serialise on the source so two calls cannot both insert.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))", f"{project_id}\n{source.identity}\n{source.ref or ''}"
+        )
+        existing = await conn.fetchrow(
+            "SELECT id, status FROM indexing_jobs WHERE project_id = $1 AND status = ANY($2::text[])"
+            " AND COALESCE(repo_path, repo_url) = $3 AND ref IS NOT DISTINCT FROM $4 ORDER BY created_at LIMIT 1",
+            project_id,
+            _ACTIVE,
+            source.identity,
+            source.ref,
+        )
+        if existing is not None:
+            return Enqueued(existing["id"], IndexingJobStatus(existing["status"]), existing=True)
+        job_id = await conn.fetchval(
+            "INSERT INTO indexing_jobs (repo_path, repo_url, ref, repo_name, project_id, force_reindex, status,"
+            " progress_message) VALUES ($1, $2, $3, $4, $5, $6, $7, 'Queued') RETURNING id",
+            source.repo_path,
+            source.repo_url,
+            source.ref,
+            source.name,
+            project_id,
+            force_reindex,
+            IndexingJobStatus.PENDING.value,
+        )
+    return Enqueued(job_id, IndexingJobStatus.PENDING, existing=False)
+
+
+async def get(conn: Database, project_id: str, job_id: uuid.UUID) -> dict[str, Any] | None:
+    """The job as people see it (JOB_COLUMNS); None when the project has no such job."""
+    row = await conn.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM indexing_jobs WHERE id = $1 AND project_id = $2", job_id, project_id
+    )
+    return dict(row) if row is not None else None
+
+
+async def list_for_project(
+    conn: Database, project_id: str, status: IndexingJobStatus | None, limit: int
+) -> list[dict[str, Any]]:
+    """The project's jobs (JOB_COLUMNS), newest first."""
+    rows = await conn.fetch(
+        f"SELECT {JOB_COLUMNS} FROM indexing_jobs WHERE project_id = $1 AND ($2::text IS NULL OR status = $2)"
+        " ORDER BY created_at DESC LIMIT $3",
+        project_id,
+        status.value if status else None,
+        limit,
+    )
+    return [dict(row) for row in rows]
+
+
+async def cancel(
+    conn: Database, project_id: str, job_id: uuid.UUID
+) -> tuple[dict[str, Any] | None, IndexingJobStatus | None]:
+    """pending|running -> cancelled: (the cancelled job, None); else (None, the status it has),
+    (None, None) when the project has no such job. The executor sees the row and stops the worker."""
+    row = await conn.fetchrow(
+        f"UPDATE indexing_jobs SET status = $3, cancelled_at = now(), progress_message = 'Cancellation requested'"
+        f" WHERE id = $1 AND project_id = $2 AND status = ANY($4::text[]) RETURNING {JOB_COLUMNS}",
+        job_id,
+        project_id,
+        IndexingJobStatus.CANCELLED.value,
+        _ACTIVE,
+    )
+    if row is not None:
+        return dict(row), None
+    status = await conn.fetchval(
+        "SELECT status FROM indexing_jobs WHERE id = $1 AND project_id = $2", job_id, project_id
+    )
+    return None, IndexingJobStatus(status) if status is not None else None
+
+
+# -- workers ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -230,11 +334,12 @@ async def purge_finished(conn: Connection, retention_days: int) -> int:
         """
         WITH gone AS (
             DELETE FROM indexing_jobs
-             WHERE status IN ('completed', 'failed', 'cancelled')
+             WHERE status = ANY($2::text[])
                AND COALESCE(completed_at, cancelled_at, created_at) < now() - make_interval(days => $1)
             RETURNING 1)
         SELECT count(*) FROM gone
         """,
         retention_days,
+        _TERMINAL,
     )
     return int(value)

@@ -9,14 +9,9 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
-from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-
-from codebase_mcp.paths import validate_repo_path
-from codebase_mcp.settings import get_settings
+from pydantic import BaseModel, ConfigDict, Field
 
 # Project ids become part of every query and of partition bookkeeping: keep them to a plain,
 # printable alphabet so they can never smuggle quoting or path characters anywhere.
@@ -68,30 +63,3 @@ class IndexingJobProgress(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     cancelled_at: datetime | None = None
-
-
-class IndexingJobCreate(BaseModel):
-    """Validated input for a new indexing job of a local repository.
-
-    The allowed roots come from the validation context (``{"allowed_roots": [...]}``) when given,
-    else from the ALLOWED_REPO_ROOTS setting, so a caller cannot forget to check them.
-    """
-
-    repo_path: str = Field(min_length=1)
-    repo_name: str = Field(min_length=1, max_length=255)
-    project_id: str = Field(min_length=1, max_length=128)
-    force_reindex: bool = False
-
-    @field_validator("repo_path")
-    @classmethod
-    def _repo_path_inside_allowed_roots(cls, value: str, info: ValidationInfo) -> str:
-        context: dict[str, Any] = info.context or {}
-        roots = context.get("allowed_roots")
-        if roots is None:
-            roots = get_settings().allowed_repo_roots
-        return str(validate_repo_path(value, [Path(root) for root in roots]))
-
-    @field_validator("project_id")
-    @classmethod
-    def _project_id_alphabet(cls, value: str) -> str:
-        return validate_project_id(value)

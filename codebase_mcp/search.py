@@ -27,6 +27,7 @@ import asyncpg
 from codebase_mcp import repository_graphs
 from codebase_mcp.code_tokens import search_document
 from codebase_mcp.embedding import Embedder
+from codebase_mcp.errors import UserError
 from codebase_mcp.jobs import validate_project_id
 
 DEFAULT_LIMIT = 10
@@ -41,16 +42,15 @@ class SearchTuning:
     """The ranking's knobs. bench/quality.py scores variants of them on a labelled query set;
     the defaults are its best (docs/benchmarks.md)."""
 
-    # The model's ranking is the better one alone (recall@1 0.74 vs about 0.4 for full text); full text
-    # mostly rescues what it misses, so it counts half, and a small k keeps the fused head sharp.
+    # The model's ranking is the better one alone; full text mostly rescues what it misses, so it
+    # counts half, and a small k keeps the fused head sharp (docs/benchmarks.md, retrieval quality).
     vector_weight: float = 2.0  # 0: no vector retrieval at all (and no query embedding)
     text_weight: float = 1.0  # 0: no full-text retrieval
     rrf_k: int = 10
     candidates: int = 50  # each retriever proposes this many (at least the limit)
-    # HNSW search breadth (at least `candidates`). With the index built at ef_construction 128
-    # (migration 0005), recall@10 against exact search at 1M chunks was 0.98 at 100 and 1.00 at 200
-    # (0.91 and 0.95 at the former 64); a larger value on a small project makes the planner prefer
-    # an exact scan (28 ms instead of 0.8 at 10k chunks with 200), so it stays one number.
+    # HNSW search breadth (at least `candidates`): with the index built at ef_construction 128
+    # (migration 0005) it meets the recall target at 1M chunks, and a larger value would make the
+    # planner prefer a slow exact scan on small projects, so it stays one number (docs/benchmarks.md).
     ef_search: int = 100
     # A query term found in more than this share of the project's chunks is left out of the full-text
     # query, and the rarest terms are kept while their matches add up to at most `max_text_matches`
@@ -59,11 +59,10 @@ class SearchTuning:
     max_text_matches: int = 2000
     # A repository filter on a repository without a graph of its own (repository_graphs: the
     # indexer builds one past REPOSITORY_GRAPH_MIN_CHUNKS) that leaves at most this many chunks is
-    # answered by an exact scan of them instead of the project's HNSW graph. That graph finds 50
-    # chunks of a repository holding a tenth of the project by walking past ten times as many
-    # (14,000 buffers at 1M chunks, p95 28-37 ms, recall@10 0.67-0.68 against exact at 20 x 50k).
-    # Side by side, vector query p95: 5,000 chunks exact 14-15 ms vs graph 34-39, 10,000: 25-26 vs
-    # 41-44, 20,000: 50-51 vs 45-49 (docs/benchmarks.md). 0: a graph always.
+    # answered by an exact scan of them instead of the project's HNSW graph, which finds the chunks
+    # of a small share of the project only by walking past many times as many, slowly and with poor
+    # recall; the exact scan is faster up to about this size (docs/benchmarks.md, fifth round).
+    # 0: a graph always.
     exact_search_max_chunks: int = 10_000
 
 
@@ -73,7 +72,7 @@ DEFAULT_TUNING = SearchTuning()
 _LEXEME = re.compile(r"[a-z0-9_]+")
 
 
-class SearchError(ValueError):
+class SearchError(UserError, ValueError):
     """Bad search input (message says what to change) or an unknown repository."""
 
 
@@ -182,7 +181,7 @@ SELECT id FROM nearest ORDER BY distance, id
 """
 
 # Full text ranks every matching chunk, and at 1M chunks the active check cost more per row than
-# ranking it (p95 of the text query 8.5 ms with it, 4.7 without). Since few chunks fail it, the best
+# ranking it (docs/benchmarks.md, third round). Since few chunks fail it, the best
 # $6 matches are ranked without it, and only they are checked; search_code runs _TEXT_SQL instead
 # when too few of them pass.
 _TEXT_RANKED_SQL = f"""
@@ -195,7 +194,7 @@ SELECT c.id, {_ACTIVE} AS active FROM ranked c ORDER BY c.rank DESC, c.id
 """
 
 # A parallel worker takes milliseconds to start, more than a search's whole scan of a few thousand
-# rows (EXPLAIN ANALYZE at 1M chunks: 13 ms with one worker); concurrent searches use the cores.
+# rows; concurrent searches use the cores instead.
 _NO_PARALLEL_WORKERS = {"max_parallel_workers_per_gather": "0"}
 
 
@@ -206,8 +205,8 @@ def _graph_walk(tuning: SearchTuning, candidates: int) -> dict[str, str]:
 
 # What a search with the default tuning needs on every connection it reads from. The gateway's
 # pool starts its sessions with them (codebase_mcp.db.connect), so such a search sends no BEGIN,
-# SET LOCAL and COMMIT around its queries: 6 round trips fewer, p50 0.5-1.6 ms lower side by side
-# at 1M chunks on 2 cores (docs/benchmarks.md). Given another connection, search sets them itself.
+# SET LOCAL and COMMIT around its queries, 6 round trips fewer (docs/benchmarks.md, seventh round).
+# Given another connection, search sets them itself.
 SESSION_SETTINGS = {**_NO_PARALLEL_WORKERS, **_graph_walk(DEFAULT_TUNING, DEFAULT_TUNING.candidates)}
 
 # The project's partition: its size, and when ANALYZE last sampled it (which dates its statistics).
@@ -306,49 +305,18 @@ async def search_code(
     language = language.strip().lower() if language else None
     candidates = max(tuning.candidates, limit)
 
-    async def vector_side() -> list[int]:
-        if not tuning.vector_weight:
-            return []
-        vector = (await asyncio.to_thread(embedder.encode, [query]))[0]
-        # One repository with its own graph walks that graph; a small one without is ranked exactly.
-        own_graph = repositories is not None and len(repositories.ids) == 1 and repositories.graphed
-        exact = repositories is not None and not own_graph and repositories.chunks <= tuning.exact_search_max_chunks
-        settings = dict(_NO_PARALLEL_WORKERS)
-        if not exact:
-            settings.update(_graph_walk(tuning, candidates))
-        if own_graph:
-            # The planner proves a partial index usable only from the filter's value: a generic
-            # plan of this prepared statement would walk the project's graph instead.
-            settings["plan_cache_mode"] = "force_custom_plan"
-        async with _connection_with(db, settings) as conn:
-            rows = await conn.fetch(EXACT_VECTOR_SQL if exact else VECTOR_SQL, *filters, vector, candidates)
-        return [row["id"] for row in rows]
-
-    async def text_side() -> list[int]:
-        if not tuning.text_weight:
-            return []
-        async with _connection_with(db, _NO_PARALLEL_WORKERS) as conn:
-            text_query = await _text_query(conn, project_id, query, tuning)
-            if not text_query:
-                return []
-            # Exact when `candidates` of the best 2 * candidates pass, or when those were all the matches.
-            ranked = await conn.fetch(_TEXT_RANKED_SQL, *filters, text_query, 2 * candidates)
-            active = [row["id"] for row in ranked if row["active"]]
-            if len(active) >= candidates or len(ranked) < 2 * candidates:
-                return active[:candidates]
-            rows = await conn.fetch(_TEXT_SQL, *filters, text_query, candidates)
-        return [row["id"] for row in rows]
-
     # With a pool, each step takes a connection and gives it back before the next: a search never
     # holds one while it waits for another, so concurrent searches cannot starve the pool.
     async with _connection(db) as conn:
         repositories = await resolve_repositories(conn, project_id, repository) if repository else None
     filters = (project_id, repositories.ids if repositories else None, language, regex)
+    vector = _vector_side(db, embedder, query, filters, repositories, tuning, candidates)
+    text = _text_side(db, project_id, query, filters, tuning, candidates)
     if isinstance(db, asyncpg.Pool):
-        vector_ids, text_ids = await asyncio.gather(vector_side(), text_side())
+        vector_ids, text_ids = await asyncio.gather(vector, text)
     else:
-        text_ids = await text_side()
-        vector_ids = await vector_side()
+        text_ids = await text
+        vector_ids = await vector
     fused = _fuse(tuning.rrf_k, (vector_ids, tuning.vector_weight), (text_ids, tuning.text_weight))[:limit]
     async with _connection(db) as conn:
         rows = await conn.fetch(_DETAILS_SQL, project_id, [chunk_id for chunk_id, _ in fused])
@@ -376,6 +344,56 @@ async def search_code(
             )
         )
     return hits
+
+
+Filters: TypeAlias = tuple[str, list[uuid.UUID] | None, str | None, str | None]
+
+
+async def _vector_side(
+    db: Database,
+    embedder: Embedder,
+    query: str,
+    filters: Filters,
+    repositories: RepositoryMatch | None,
+    tuning: SearchTuning,
+    candidates: int,
+) -> list[int]:
+    """The nearest chunks to the query's embedding, best first."""
+    if not tuning.vector_weight:
+        return []
+    vector = (await asyncio.to_thread(embedder.encode, [query]))[0]
+    # One repository with its own graph walks that graph; a small one without is ranked exactly.
+    own_graph = repositories is not None and len(repositories.ids) == 1 and repositories.graphed
+    exact = repositories is not None and not own_graph and repositories.chunks <= tuning.exact_search_max_chunks
+    settings = dict(_NO_PARALLEL_WORKERS)
+    if not exact:
+        settings.update(_graph_walk(tuning, candidates))
+    if own_graph:
+        # The planner proves a partial index usable only from the filter's value: a generic
+        # plan of this prepared statement would walk the project's graph instead.
+        settings["plan_cache_mode"] = "force_custom_plan"
+    async with _connection_with(db, settings) as conn:
+        rows = await conn.fetch(EXACT_VECTOR_SQL if exact else VECTOR_SQL, *filters, vector, candidates)
+    return [row["id"] for row in rows]
+
+
+async def _text_side(
+    db: Database, project_id: str, query: str, filters: Filters, tuning: SearchTuning, candidates: int
+) -> list[int]:
+    """The best full-text matches of the query's code tokens, best first."""
+    if not tuning.text_weight:
+        return []
+    async with _connection_with(db, _NO_PARALLEL_WORKERS) as conn:
+        text_query = await _text_query(conn, project_id, query, tuning)
+        if not text_query:
+            return []
+        # Exact when `candidates` of the best 2 * candidates pass, or when those were all the matches.
+        ranked = await conn.fetch(_TEXT_RANKED_SQL, *filters, text_query, 2 * candidates)
+        active = [row["id"] for row in ranked if row["active"]]
+        if len(active) >= candidates or len(ranked) < 2 * candidates:
+            return active[:candidates]
+        rows = await conn.fetch(_TEXT_SQL, *filters, text_query, candidates)
+    return [row["id"] for row in rows]
 
 
 @asynccontextmanager
@@ -411,32 +429,41 @@ class _ProjectStatistics:
     unlisted_share: float  # estimate for a lexeme rarer than ANALYZE's list
 
 
-# Reading the lexeme list costs milliseconds at 10,000 entries (2-5 ms at 1M chunks, measured), as
-# much as the search itself, and it changes only when ANALYZE runs: each process keeps the list
-# of the partitions it searches, keyed by when they were last analysed, so it is never stale.
-_STATISTICS_CACHED_PARTITIONS = 256
-_statistics: dict[tuple[int, object], _ProjectStatistics] = {}
+class _StatisticsCache:
+    """Each process keeps the lexeme lists of the partitions it searches, keyed by when they were
+    last analysed, so an entry is never stale: reading a list costs as much as the search itself
+    (docs/benchmarks.md) and it changes only when ANALYZE runs."""
 
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self._entries: dict[tuple[int, object], _ProjectStatistics] = {}
 
-async def _project_statistics(conn: Connection, project_id: str) -> _ProjectStatistics:
-    partition = await conn.fetchrow(_PROJECT_PARTITION_SQL, project_id)
-    if partition is None:  # no chunks ever written
-        return _ProjectStatistics(chunks=0.0, shares={}, unlisted_share=0.0)
-    chunks = max(0.0, partition["chunks"])  # -1 before the first ANALYZE
-    key = (partition["oid"], partition["analyzed_at"])
-    cached = _statistics.get(key)
-    if cached is None:
-        row = await conn.fetchrow(_LEXEME_SHARES_SQL, partition["oid"])
+    async def of_project(self, conn: Connection, project_id: str) -> _ProjectStatistics:
+        partition = await conn.fetchrow(_PROJECT_PARTITION_SQL, project_id)
+        if partition is None:  # no chunks ever written
+            return _ProjectStatistics(chunks=0.0, shares={}, unlisted_share=0.0)
+        chunks = max(0.0, partition["chunks"])  # -1 before the first ANALYZE
+        key = (partition["oid"], partition["analyzed_at"])
+        cached = self._entries.get(key)
+        if cached is None:
+            cached = await self._read(conn, partition["oid"], chunks)
+            if len(self._entries) >= self.partitions:
+                del self._entries[next(iter(self._entries))]  # the oldest entry
+            self._entries[key] = cached
+        return _ProjectStatistics(chunks, cached.shares, cached.unlisted_share)
+
+    @staticmethod
+    async def _read(conn: Connection, partition: int, chunks: float) -> _ProjectStatistics:
+        row = await conn.fetchrow(_LEXEME_SHARES_SQL, partition)
         lexemes = list(row["lexemes"] or []) if row else []
         shares = list(row["shares"] or []) if row else []
         # A lexeme missing from the list is rarer than its least common entry: half that, as
         # PostgreSQL's own estimate for @@ assumes (0 before the first ANALYZE).
         least = shares[len(lexemes)] if len(shares) > len(lexemes) else 0.0
-        cached = _ProjectStatistics(chunks, dict(zip(lexemes, shares, strict=False)), least / 2)
-        if len(_statistics) >= _STATISTICS_CACHED_PARTITIONS:
-            del _statistics[next(iter(_statistics))]  # the oldest entry
-        _statistics[key] = cached
-    return _ProjectStatistics(chunks, cached.shares, cached.unlisted_share)
+        return _ProjectStatistics(chunks, dict(zip(lexemes, shares, strict=False)), least / 2)
+
+
+_statistics = _StatisticsCache(partitions=256)
 
 
 async def _text_query(conn: Connection, project_id: str, query: str, tuning: SearchTuning) -> str | None:
@@ -444,9 +471,9 @@ async def _text_query(conn: Connection, project_id: str, query: str, tuning: Sea
 
     Ranking costs one ts_rank_cd per matching chunk (a few microseconds each), so a term found in
     most chunks ("get", "value", "response" in an HTTP library) makes the query read most of the
-    project while adding nothing to the ranking: at 100,000 chunks such queries took 640 ms instead
-    of 17 (docs/benchmarks.md). So a term found in more than `common_term_share` of the chunks is
-    left out (a search engine's stop words, measured per project from ANALYZE's statistics), and
+    project while adding nothing to the ranking (docs/benchmarks.md, second round). So a term
+    found in more than `common_term_share` of the chunks is left out (a search engine's stop
+    words, measured per project from ANALYZE's statistics), and
     the rarest terms are kept while their estimated matches add up to at most `max_text_matches`,
     which bounds the cost at any size. The rarest term always stays.
     """
@@ -458,7 +485,7 @@ async def _text_query(conn: Connection, project_id: str, query: str, tuning: Sea
     lexemes = [lexeme for lexeme in found or [] if _LEXEME.fullmatch(lexeme)]
     if not lexemes:
         return None
-    statistics = await _project_statistics(conn, project_id)
+    statistics = await _statistics.of_project(conn, project_id)
     chunks = statistics.chunks
     shares = {lexeme: statistics.shares.get(lexeme, statistics.unlisted_share) for lexeme in lexemes}
     kept: list[str] = []

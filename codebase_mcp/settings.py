@@ -8,7 +8,6 @@ message that names the variable, never deep inside a job.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,13 +16,14 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from codebase_mcp import repository_graphs
+from codebase_mcp.errors import UserError
 
 # The embedding model the schema's vector(384) columns were made for.
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDING_DIMENSIONS = 384
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """Raised when the environment holds an invalid setting; the message names each variable."""
 
 
@@ -186,6 +186,35 @@ class Settings(BaseSettings):
         return value
 
 
+# The settings an indexer obeys, forwarded by every executor to its workers (Job pods, local
+# subprocesses), so each job indexes the way its executor was configured. Credentials are not
+# among them: a pod gets the git token from a mounted Secret, a subprocess inherits it.
+INDEXER_SETTINGS = (
+    "embedding_model",
+    "indexing_job_timeout_seconds",
+    "max_repo_size_gb",
+    "max_file_size_bytes",
+    "repository_graph_min_chunks",
+    "progress_update_interval_seconds",
+    "cancellation_check_interval_seconds",
+    "allowed_git_hosts",
+    "allowed_repo_roots",
+)
+# How the list settings are written in the environment (their validators split on the same).
+_SEPARATORS = {"allowed_git_hosts": ",", "allowed_repo_roots": os.pathsep}
+
+
+def indexer_environment(settings: Settings) -> dict[str, str]:
+    """INDEXER_SETTINGS as environment variables, written the way Settings reads them back."""
+    environment = {}
+    for name in INDEXER_SETTINGS:
+        value = getattr(settings, name)
+        if name in _SEPARATORS:
+            value = _SEPARATORS[name].join(str(part) for part in value)
+        environment[name.upper()] = str(value)
+    return environment
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -202,9 +231,3 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """Process-wide settings, read once. Tests that change the environment call cache_clear()."""
-    return load_settings()

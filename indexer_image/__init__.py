@@ -1,1 +1,1 @@
-"""The indexing pipeline run by an indexer Job pod or a local subprocess. Not built yet: see issue 3."""
+"""The indexing pipeline run by an indexer Job pod or a local subprocess: pipeline.py is the flow."""

@@ -33,10 +33,10 @@ from codebase_mcp.embedding import Embedder, get_embedder
 from codebase_mcp.jobs import IndexingJobStatus, validate_project_id
 from codebase_mcp.settings import Settings
 from indexer_image import store
+from indexer_image.checkout import Source, open_source
 from indexer_image.chunking import chunk_text
 from indexer_image.progress import JobCancelledError, ProgressReporter, WatchState, watch
 from indexer_image.scan import detect_language, read_text, scan_repository
-from indexer_image.sources import Source, open_source
 
 log = logging.getLogger("codebase_mcp.indexer")
 

@@ -1,1 +1,1 @@
-"""The MCP gateway (streamable HTTP). Not built yet: see issue 4."""
+"""The MCP gateway (streamable HTTP): tools.py holds every tool, server.py wires them, serve.py runs them."""

@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastmcp.exceptions import ToolError
 from fastmcp.server.auth import AccessToken, TokenVerifier
 from fastmcp.server.dependencies import get_access_token
 
+from codebase_mcp.errors import AccessDeniedError, UserError
 from codebase_mcp.jobs import validate_project_id
 
 ANY_PROJECT = "*"
 
 
-class TokenFileError(ValueError):
+class TokenFileError(UserError, ValueError):
     """The tokens file is missing or malformed; the message says where."""
 
 
@@ -111,17 +111,19 @@ def resolve_project(requested: str | None) -> str:
     """The project a tool call acts on, checked against the caller's token."""
     token = get_access_token()
     if token is None:  # only reachable without auth, which the gateway never runs
-        raise ToolError("not authenticated")
+        raise AccessDeniedError("not authenticated")
     projects = set(token.claims.get("projects", []))
     default = token.claims.get("default_project")
     if requested:
         try:
             validate_project_id(requested)
         except ValueError as error:
-            raise ToolError(str(error)) from None
+            raise UserError(str(error)) from None
         if ANY_PROJECT in projects or requested in projects:
             return requested
-        raise ToolError(f"this token may not use project {requested!r}; it may use: {', '.join(sorted(projects))}")
+        raise AccessDeniedError(
+            f"this token may not use project {requested!r}; it may use: {', '.join(sorted(projects))}"
+        )
     if default:
         return str(default)
-    raise ToolError(f"give project_id: this token may use {', '.join(sorted(projects))} and has no default project")
+    raise UserError(f"give project_id: this token may use {', '.join(sorted(projects))} and has no default project")

@@ -17,6 +17,7 @@ from typing import Any
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
+from codebase_mcp.errors import UserError
 from codebase_mcp.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8000/mcp"
@@ -24,7 +25,7 @@ POLL_SECONDS = 1.0
 BAR_WIDTH = 30
 
 
-class ClientError(Exception):
+class ClientError(UserError):
     """A failure to report as one line (exit 1)."""
 
 

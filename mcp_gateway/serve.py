@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import uvicorn
 
 from codebase_mcp.settings import Settings
 from mcp_gateway.auth import ANY_PROJECT, grant_entry
-from mcp_gateway.local_executor import SubprocessLauncher
+from mcp_gateway.local_executor import LocalExecutor
 from mcp_gateway.server import build_server
 
 log = logging.getLogger("codebase_mcp.gateway")
@@ -21,18 +20,8 @@ DEV_PROJECT = "default"
 
 def serve(settings: Settings, dsn: str, host: str, port: int, *, local_executor: bool) -> None:
     """Serve MCP at http://HOST:PORT/mcp until interrupted (with the local executor if asked)."""
-    launcher = None
-    if local_executor:
-        # The workers are this installation's indexer, pointed at the same database and roots.
-        launcher = SubprocessLauncher(
-            settings.codebase_mcp_home / "logs",
-            env={
-                "DATABASE_URL": dsn,
-                "ALLOWED_REPO_ROOTS": os.pathsep.join(str(root) for root in settings.allowed_repo_roots),
-                "CODEBASE_MCP_HOME": str(settings.codebase_mcp_home),
-            },
-        )
-    app = build_server(settings, dsn, launcher=launcher).http_app(path="/mcp")
+    executor = LocalExecutor(settings, dsn) if local_executor else None
+    app = build_server(settings, dsn, executor=executor).http_app(path="/mcp")
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=15)
 
 

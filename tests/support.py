@@ -15,7 +15,9 @@ from typing import Any
 import asyncpg
 import httpx2
 
+from codebase_mcp import job_rows
 from codebase_mcp.db.connect import connect
+from codebase_mcp.sources import CheckedSource
 
 SCRIPT_DIR = Path(sys.executable).parent
 
@@ -208,18 +210,11 @@ async def insert_job(
     ref: str | None = None,
     force_reindex: bool = False,
 ) -> uuid.UUID:
-    """A job row with only the seed design's columns (plus url/ref when the source is git)."""
-    job_id: uuid.UUID = await conn.fetchval(
-        "INSERT INTO indexing_jobs (repo_path, repo_url, ref, repo_name, project_id, force_reindex, status,"
-        " progress_message) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 'Job queued') RETURNING id",
-        repo_path,
-        repo_url,
-        ref,
-        Path(repo_path or repo_url or "repo").name,
-        project_id,
-        force_reindex,
-    )
-    return job_id
+    """A pending job as the gateway queues it, but without the gateway's source checks: tests also
+    queue sources the indexer must refuse. Returns the source's active job if it has one."""
+    name = Path(repo_path or repo_url or "repo").name
+    source = CheckedSource(repo_path, repo_url, ref, name)
+    return (await job_rows.enqueue(conn, project_id, source, force_reindex=force_reindex)).job_id
 
 
 def indexer_process(job_id: uuid.UUID, dsn: str, **env: str) -> subprocess.Popen[str]:

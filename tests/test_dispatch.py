@@ -171,6 +171,25 @@ async def test_a_worker_that_dies_fails_its_job(
     assert "status 7" in row["error_message"]
 
 
+async def test_a_worker_that_exits_wakes_the_loop_at_once(
+    dsn: str, conn: asyncpg.Connection[Any], workspace: Path, tmp_path: Path
+) -> None:
+    """The launcher is made with the loop's wake callback (as LocalExecutor and the operator make
+    theirs): a worker's exit is handled at once, not at the next sweep a minute later."""
+    wake = asyncio.Event()
+    crashing = launcher_for(
+        dsn, workspace, tmp_path, command=[sys.executable, "-c", "import sys; sys.exit(7)"], on_change=wake.set
+    )
+    dispatcher = Dispatcher(dsn, crashing, Settings(), sweep_seconds=60, wake=wake)
+    job_id = await support.insert_job(conn, project_id="crash-wake", repo_path=str(workspace))
+    stop, task = await running_dispatcher(dispatcher)
+    try:
+        assert await wait_status(conn, job_id, {"failed"}, 15) == "failed"
+    finally:
+        stop.set()
+        await task
+
+
 async def test_orphans_stale_claims_and_retention(
     dsn: str, conn: asyncpg.Connection[Any], workspace: Path, tmp_path: Path
 ) -> None:

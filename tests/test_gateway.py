@@ -24,7 +24,8 @@ from codebase_mcp.embedding import Embedder, get_embedder
 from codebase_mcp.settings import Settings
 from mcp_gateway.auth import grant_entry
 from mcp_gateway.local_executor import SubprocessLauncher
-from mcp_gateway.server import SEARCH_SNIPPET_BUDGET, build_server, fit_snippets
+from mcp_gateway.server import build_server
+from mcp_gateway.tools import SEARCH_SNIPPET_BUDGET, fit_snippets
 from tests import support
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from codebase_mcp.settings import DEFAULT_EMBEDDING_MODEL, ConfigError, Settings, load_settings
+from codebase_mcp.settings import (
+    DEFAULT_EMBEDDING_MODEL,
+    INDEXER_SETTINGS,
+    ConfigError,
+    Settings,
+    indexer_environment,
+    load_settings,
+)
 
 KNOBS = [
     "DATABASE_URL",
@@ -156,3 +163,30 @@ def test_pod_resources_must_be_kubernetes_quantities(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
         load_settings()
+
+
+def test_indexer_settings_reach_a_worker_as_they_were_configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Both executors forward indexer_environment(); what a worker reads back is what was set."""
+    configured = Settings(
+        embedding_model="org/another-model",
+        indexing_job_timeout_seconds=77,
+        max_repo_size_gb=1.5,
+        max_file_size_bytes=999,
+        repository_graph_min_chunks=5,
+        progress_update_interval_seconds=0.5,
+        cancellation_check_interval_seconds=0.25,
+        allowed_git_hosts=("a.example", "b.example"),
+        allowed_repo_roots=(tmp_path / "a", tmp_path / "b"),
+    )
+    for name in INDEXER_SETTINGS:
+        monkeypatch.delenv(name.upper(), raising=False)
+    defaults = Settings()
+    assert all(getattr(configured, name) != getattr(defaults, name) for name in INDEXER_SETTINGS)
+    for name, value in indexer_environment(configured).items():
+        monkeypatch.setenv(name, value)
+    worker = Settings()
+    assert {name: getattr(worker, name) for name in INDEXER_SETTINGS} == {
+        name: getattr(configured, name) for name in INDEXER_SETTINGS
+    }

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from codebase_mcp.errors import UserError
+
 DATABASE_NAME = "codebase_mcp"
 SUPERUSER = "postgres"
 # PostgreSQL refuses to run as root; when we are root the server runs as this system user.
@@ -37,7 +39,7 @@ POSTGRES_MAJOR = 18
 START_TIMEOUT_SECONDS = 60
 
 
-class EmbeddedDatabaseError(RuntimeError):
+class EmbeddedDatabaseError(UserError, RuntimeError):
     """The embedded server could not be set up, started or stopped; the message says why."""
 
 

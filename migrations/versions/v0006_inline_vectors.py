@@ -11,7 +11,7 @@ of a repository's 5,000 chunks read 17,000 buffers: 20-31 ms, no faster than the
 ranking full-text matches of longer chunks read a TOAST entry per match. With both columns stored
 MAIN and rows kept whole up to 4,000 bytes, the code text goes out of line instead (search reads
 it for the 10 hits only): the exact scan took 4-12 ms, and with 120-word chunks a whole search's
-p95 fell from 28-29 to 17-21 ms at 50,000 chunks (docs/benchmarks.md, session 6).
+p95 fell from 28-29 to 17-21 ms at 50,000 chunks (docs/benchmarks.md, fifth round: b3ab5dd, 2026-11-24).
 toast_tuple_target is a per-table setting a partition does not take from its parent, so every
 existing partition gets it here and ensure_project gives it to each new one. Rows already written
 keep their layout until their files are indexed again (rewriting them here would insert every

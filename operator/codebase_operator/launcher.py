@@ -118,12 +118,19 @@ def describe_api_error(error: ApiException) -> str:
 
 
 class KubernetesLauncher:
-    def __init__(self, api: client.BatchV1Api, core: client.CoreV1Api, namespace: str, settings: Settings) -> None:
+    def __init__(
+        self,
+        api: client.BatchV1Api,
+        core: client.CoreV1Api,
+        namespace: str,
+        settings: Settings,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self.api = api
         self.core = core  # pods' and Jobs' Events
         self.namespace = namespace
         self.settings = settings
-        self.on_change: Callable[[], None] = lambda: None
+        self.on_change = on_change  # wakes the dispatch loop: a Job ended, a pod failed
         self._jobs: dict[uuid.UUID, _Tracked] = {}
         self._instance = socket.gethostname()
         self._background: set[asyncio.Task[None]] = set()

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from kubernetes import client
 
-from codebase_mcp.settings import Settings
+from codebase_mcp.settings import Settings, indexer_environment
 
 COMPONENT_LABELS = {
     "app.kubernetes.io/name": "codebase-mcp",
@@ -52,16 +52,9 @@ def _indexer_environment(settings: Settings) -> list[client.V1EnvVar]:
     """The operator's settings that shape a job, so every pod indexes the way it was configured."""
     if settings.indexer_database_secret is None:
         raise ValueError("INDEXER_DATABASE_SECRET must name the Secret holding DATABASE_URL for indexer pods")
-    plain = {
-        "EMBEDDING_MODEL": settings.embedding_model,
-        "INDEXING_JOB_TIMEOUT_SECONDS": str(settings.indexing_job_timeout_seconds),
-        "MAX_REPO_SIZE_GB": str(settings.max_repo_size_gb),
-        "MAX_FILE_SIZE_BYTES": str(settings.max_file_size_bytes),
-        "REPOSITORY_GRAPH_MIN_CHUNKS": str(settings.repository_graph_min_chunks),
-        "PROGRESS_UPDATE_INTERVAL_SECONDS": str(settings.progress_update_interval_seconds),
-        "CANCELLATION_CHECK_INTERVAL_SECONDS": str(settings.cancellation_check_interval_seconds),
-        "ALLOWED_GIT_HOSTS": ",".join(settings.allowed_git_hosts),
-    }
+    plain = indexer_environment(settings)
+    # The operator's own roots mean nothing in a pod: local-path jobs read the mounted claim.
+    del plain["ALLOWED_REPO_ROOTS"]
     if settings.indexer_repositories_claim:
         plain["ALLOWED_REPO_ROOTS"] = REPOSITORIES_MOUNT
     if settings.indexer_git_token_secret:

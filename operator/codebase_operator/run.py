@@ -26,6 +26,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from codebase_mcp.dispatch import Dispatcher
+from codebase_mcp.errors import UserError
 from codebase_mcp.settings import Settings
 from codebase_operator.launcher import REQUEST_TIMEOUT_SECONDS, KubernetesLauncher, describe_api_error
 from codebase_operator.manifests import COMPONENT_LABELS
@@ -34,7 +35,7 @@ log = logging.getLogger("codebase_operator")
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-class OperatorConfigError(Exception):
+class OperatorConfigError(UserError):
     """The operator cannot start as configured; the message says what to set."""
 
 
@@ -162,12 +163,12 @@ async def run_operator(settings: Settings, *, health_port: int) -> None:
     namespace = settings.pod_namespace or own_namespace
     batch = client.BatchV1Api(api_client)
     core = client.CoreV1Api(api_client)
-    launcher = KubernetesLauncher(batch, core, namespace, settings)
+    wake = asyncio.Event()
+    launcher = KubernetesLauncher(batch, core, namespace, settings, on_change=wake.set)
     if settings.indexer_job_owner:
         launcher.owner = await job_owner(core, namespace, settings.indexer_job_owner)
     await adopt_existing(batch, launcher, namespace)
-    dispatcher = Dispatcher(settings.database_url, launcher, settings)
-    launcher.on_change = dispatcher.wake
+    dispatcher = Dispatcher(settings.database_url, launcher, settings, wake=wake)
     log.info("operator for namespace %s: %d indexer Jobs still running", namespace, len(launcher.live()))
 
     registry = build_registry(launcher, dispatcher)

@@ -1,6 +1,7 @@
-"""Where a job's code comes from: a local directory under the allowed roots, or a git URL.
+"""A job's code on local disk: a directory under the allowed roots as it is, or a git checkout.
 
-A git source is fetched shallowly (one commit) into a scratch directory that is always removed.
+What may be indexed is decided by the core's rules (codebase_mcp/sources.py), applied here again
+before anything is read. A git source is fetched shallowly (one commit) into a scratch directory that is always removed.
 Credentials never travel in a URL or on a command line: git asks an askpass helper that reads
 the token from this process's environment, so neither logs, the job row nor error messages can
 contain it.
@@ -9,7 +10,6 @@ contain it.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -19,19 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from codebase_mcp.paths import RepoPathError, validate_repo_path
 from codebase_mcp.settings import Settings
+from codebase_mcp.sources import SourceError, check_source
 
 GIT_TIMEOUT_SECONDS = 900
-_SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
-# git check-ref-format's rules, reduced to what a user could mistype or smuggle in.
-_BAD_REF = re.compile(r"(^-)|(\.\.)|[\x00-\x20\x7f~^:?*\[\\]|(@\{)|(\.lock$)|(/$)|(^/)")
 # The name (not the value) of the variable through which the askpass helper gets the token.
 _TOKEN_ENV = "CODEBASE_MCP_GIT_TOKEN"  # noqa: S105
-
-
-class SourceError(ValueError):
-    """The job's source cannot be used; the message is safe to show (no credentials)."""
 
 
 @dataclass(frozen=True)
@@ -41,51 +34,6 @@ class Source:
     identity: str  # resolved path, or the URL as given (it holds no credentials)
     ref: str | None
     commit_sha: str | None
-
-
-def validate_git_url(url: str, settings: Settings) -> str:
-    """Return the URL if it is an https, ssh or (local, allowed-root) file URL we may fetch."""
-    if not url or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
-        raise SourceError("repo_url must be a non-empty URL without spaces or control characters")
-    if url.startswith("-"):
-        raise SourceError("repo_url must not start with '-' (git would read it as an option)")
-    if "::" in url:
-        # <transport>::<address> runs a git remote helper (ext:: runs arbitrary commands).
-        raise SourceError("repo_url must not use git's remote-helper syntax ('::')")
-    scp = _SCP_LIKE.match(url)
-    if "://" not in url and scp:
-        host = scp.group("host").lower()
-    else:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in {"https", "ssh", "file"}:
-            raise SourceError(f"repo_url scheme must be https, ssh or file, got {scheme or 'none'!r}")
-        if parts.password is not None or (scheme == "https" and parts.username):
-            raise SourceError("repo_url must not contain credentials: set GIT_TOKEN or GIT_TOKEN_FILE instead")
-        if scheme == "file":
-            if parts.netloc not in {"", "localhost"}:
-                raise SourceError("file:// URLs must name a local path")
-            try:
-                validate_repo_path(parts.path, settings.allowed_repo_roots)
-            except RepoPathError as error:
-                raise SourceError(f"file:// repo_url: {error}") from None
-            return url
-        host = (parts.hostname or "").lower()
-        if not host:
-            raise SourceError("repo_url has no host")
-    if host.startswith("-"):
-        raise SourceError("repo_url host must not start with '-'")
-    if settings.allowed_git_hosts and host not in settings.allowed_git_hosts:
-        raise SourceError(f"repo_url host {host!r} is not in ALLOWED_GIT_HOSTS")
-    return url
-
-
-def validate_ref(ref: str | None) -> str | None:
-    if ref is None or ref == "":
-        return None
-    if len(ref) > 255 or _BAD_REF.search(ref):
-        raise SourceError(f"ref {ref!r} is not a valid git branch, tag or commit name")
-    return ref
 
 
 def _git_token(settings: Settings) -> str | None:
@@ -194,21 +142,16 @@ def open_source(
     settings: Settings, *, repo_path: str | None, repo_url: str | None, ref: str | None
 ) -> Iterator[Source]:
     """The job's code on local disk for the duration of the block; a scratch clone is removed after."""
-    if repo_url:
-        url = validate_git_url(repo_url, settings)
-        checked_ref = validate_ref(ref)
+    checked = check_source(settings, repo_path=repo_path, repo_url=repo_url, ref=ref)
+    if checked.repo_url is not None:
         scratch = Path(tempfile.mkdtemp(prefix="codebase-mcp-clone-"))
         try:
             checkout = scratch / "repo"
-            commit = _fetch(url, checked_ref, checkout, settings)
-            yield Source(checkout, "git", url, checked_ref, commit)
+            commit = _fetch(checked.repo_url, checked.ref, checkout, settings)
+            yield Source(checkout, "git", checked.repo_url, checked.ref, commit)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return
-    if not repo_path:
-        raise SourceError("the job names neither repo_path nor repo_url")
-    try:
-        root = validate_repo_path(repo_path, settings.allowed_repo_roots)
-    except RepoPathError as error:
-        raise SourceError(str(error)) from None
+    assert checked.repo_path is not None
+    root = Path(checked.repo_path)
     yield Source(root, "path", str(root), None, _local_commit(root))
