@@ -52,25 +52,25 @@ RUN --mount=type=secret,id=pip_ca --mount=type=bind,source=.wheels,target=/wheel
     if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
     pip install --find-links /wheels -r /tmp/requirements.txt \
     # (pip may bring triton back as torch's dependency)
-    && if pip show --quiet triton 2>/dev/null; then pip uninstall --yes --quiet triton; fi \
-    && pip uninstall --yes pip \
-    # The console script pip would write, written once here so the source layer stays source only.
-    && printf '#!/opt/codebase-mcp/bin/python3\nimport sys\nfrom codebase_mcp.cli import main\nsys.exit(main())\n' \
-        > /opt/codebase-mcp/bin/codebase-mcp \
-    && chmod 0755 /opt/codebase-mcp/bin/codebase-mcp
+    && if pip show --quiet triton 2>/dev/null; then pip uninstall --yes --quiet triton; fi
 
-# ---- the image: the dependencies' layers, then the source ---------------------------------------
+# ---- the project's wheel: what `pip install codebase-mcp` installs -------------------------------
+FROM ${BASE_IMAGE} AS wheel
+RUN --mount=type=secret,id=pip_ca --mount=type=bind,target=/src,rw \
+    if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
+    python3 -m venv /tmp/build \
+    && cd /src && /tmp/build/bin/pip wheel --quiet --disable-pip-version-check --no-cache-dir --no-deps \
+        --wheel-dir /wheel .
+
+# ---- the image: the dependencies' layers, then the project's wheel (small) -----------------------
 FROM deps
-# The source layer (small): the same layout as the repository, so migrations/ is found beside the code.
-COPY codebase_mcp /app/codebase_mcp
-COPY mcp_gateway /app/mcp_gateway
-COPY indexer_image /app/indexer_image
-COPY operator/codebase_operator /app/codebase_operator
-COPY migrations /app/migrations
-RUN /opt/codebase-mcp/bin/python3 -m compileall -q /app
+# The wheel carries the code, the Alembic scripts and the console script; pip leaves with it, so
+# the image has no installer (its few MB stay below, in the dependencies' layer).
+RUN --mount=type=bind,from=wheel,source=/wheel,target=/wheel \
+    pip install --no-deps --no-index /wheel/codebase_mcp-*.whl \
+    && pip uninstall --yes pip
 # Read-only root filesystem friendly: everything written goes to /tmp (an emptyDir or tmpfs).
 ENV PATH=/opt/codebase-mcp/bin:$PATH \
-    PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \

@@ -1,8 +1,8 @@
 """A large repository's own HNSW graph: a partial index of its project's partition.
 
 Search filtered to one repository walks the project's graph past every other repository's chunks
-until enough of the filtered one turn up: at 1M chunks in one project, a repository holding a tenth
-of them took 14-17 ms (p50) for the vector query, against 5-7 ms unfiltered (docs/benchmarks.md).
+until enough of the filtered one turn up, several times slower than an unfiltered search at 1M
+chunks (docs/benchmarks.md, sixth round).
 A partial HNSW index `WHERE repository_id = '<id>'` holds only that repository's chunks, so the
 filtered query is an unfiltered walk of a smaller graph; the planner picks it whenever a query's
 repository filter names that one repository (search plans such queries with their values).
@@ -20,9 +20,9 @@ from typing import Any
 
 import asyncpg
 
-# REPOSITORY_GRAPH_MIN_CHUNKS's default. Search ranks a repository of 5,000 chunks exactly in
-# 14-15 ms (p95) and walks a graph of its own in 5-9 ms at any size (docs/benchmarks.md); below
-# this, exact is fast enough and an index would only add write cost.
+# REPOSITORY_GRAPH_MIN_CHUNKS's default: below it an exact ranking of a repository's chunks is
+# fast enough and an index would only add write cost; above it a graph of its own is faster at any
+# size (docs/benchmarks.md, sixth round).
 DEFAULT_MIN_CHUNKS = 5_000
 
 # The name of a repository's graph: this prefix and the repository id's 32 hex digits (45

@@ -326,9 +326,9 @@ async def refresh_statistics(conn: asyncpg.Connection[Any], project_id: str) -> 
 
     Search filters chunks by membership of the active generations; with stale statistics (a new
     project's partition has none until autovacuum's next analyze) the planner guesses a handful
-    of members and walks every chunk through a nested loop instead of the HNSW index: at 10k
-    chunks that took 30 ms instead of 1.6 ms (bench/search.py). Sampling costs well under a
-    second even for a million chunks.
+    of members and walks every chunk through a nested loop instead of the HNSW index, many times
+    slower (bench/search.py measures it). Sampling costs well under a second even for a million
+    chunks.
     """
     partition = await conn.fetchval("SELECT chunk_partition FROM projects WHERE id = $1", project_id)
     # The partition name is ours ('chunks_p_' + md5), never user input; quoted all the same.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx2
@@ -20,6 +21,8 @@ from codebase_mcp.db.connect import connect
 from codebase_mcp.sources import CheckedSource
 
 SCRIPT_DIR = Path(sys.executable).parent
+
+T = TypeVar("T")
 
 
 def write(root: Path, relative: str, content: str | bytes) -> Path:
@@ -263,3 +266,16 @@ def wait_until_ok(url: str, process: subprocess.Popen[str], output: Callable[[],
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} did not answer 200 within {seconds} s")
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], seconds: float, what: str, interval: float = 0.05) -> T:
+    """Poll `check` until it returns something other than None or False, and return that; fail
+    the test after `seconds` naming `what`. The one waiting helper of the suite's async tests."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = await check()
+        if found is not None and found is not False:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        await asyncio.sleep(interval)

@@ -58,13 +58,11 @@ async def running_dispatcher(dispatcher: Dispatcher) -> tuple[asyncio.Event, asy
 
 
 async def wait_status(conn: asyncpg.Connection[Any], job_id: uuid.UUID, statuses: set[str], seconds: float) -> str:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        status: str = await conn.fetchval("SELECT status FROM indexing_jobs WHERE id = $1", job_id)
-        if status in statuses:
-            return status
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"job {job_id} not in {statuses} after {seconds} s")
+    async def status() -> str | None:
+        found: str = await conn.fetchval("SELECT status FROM indexing_jobs WHERE id = $1", job_id)
+        return found if found in statuses else None
+
+    return await support.eventually(status, seconds, f"job {job_id} to be {' or '.join(sorted(statuses))}")
 
 
 async def test_notify_dispatches_at_once_and_the_job_completes(

@@ -92,13 +92,11 @@ async def call(gateway: Gateway, who: str, tool: str, **arguments: Any) -> dict[
 
 
 async def wait_done(gateway: Gateway, who: str, job_id: str, seconds: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    async def finished() -> dict[str, Any] | None:
         status = await call(gateway, who, "get_indexing_status", job_id=job_id)
-        if status["status"] in {"completed", "failed", "cancelled"}:
-            return status
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not finish in {seconds} s")
+        return status if status["status"] in {"completed", "failed", "cancelled"} else None
+
+    return await support.eventually(finished, seconds, f"job {job_id} to finish", interval=0.5)
 
 
 async def test_requests_without_a_valid_token_get_401(gateway: Gateway) -> None:

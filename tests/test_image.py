@@ -70,7 +70,7 @@ async def test_processes_run_as_the_fixed_non_root_user(containers: list[str]) -
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.startswith(f"uid={UID}(codebase) gid={UID}(codebase)")
     # Nothing in the image is writable by that user but /tmp (here a tmpfs).
-    probe = "import pathlib; pathlib.Path('/app/x').write_text('x')"
+    probe = "import pathlib, codebase_mcp; pathlib.Path(codebase_mcp.__file__).with_name('x').write_text('x')"
     denied = docker("run", "--rm", *LOCKED_DOWN, "--entrypoint", "python3", IMAGE, "-c", probe)
     assert denied.returncode != 0
     assert "Read-only file system" in denied.stderr

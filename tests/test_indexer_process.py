@@ -30,12 +30,7 @@ FAST_CHECKS = {"CANCELLATION_CHECK_INTERVAL_SECONDS": "0.5", "PROGRESS_UPDATE_IN
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+    await support.eventually(check, seconds, what, interval=0.1)
 
 
 async def wait_exit(process: Any, seconds: float) -> int:

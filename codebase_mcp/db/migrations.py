@@ -1,6 +1,7 @@
 """Alembic, driven from code: `codebase-mcp db upgrade | downgrade REV | current`.
 
-The Alembic scripts live in the top-level migrations/ folder. Alembic runs on asyncpg through
+The Alembic scripts live in the top-level migrations/ folder, installed as the package
+codebase_mcp.migrations (pyproject.toml) and found here as its resources. Alembic runs on asyncpg through
 SQLAlchemy's asyncio engine, so the project needs one PostgreSQL driver, not two.
 """
 
@@ -10,6 +11,7 @@ import asyncio
 import io
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -18,7 +20,9 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 T = TypeVar("T")
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# A regular package (it has an __init__.py), so its resources are a directory on disk in a wheel's
+# install and in an editable one alike: Alembic reads env.py and versions/ from a path.
+MIGRATIONS_DIR = Path(str(resources.files("codebase_mcp.migrations")))
 
 
 def sqlalchemy_url(dsn: str) -> str:

@@ -1,0 +1,1 @@
+"""The Alembic scripts (env.py, versions/), installed as codebase_mcp.migrations."""
