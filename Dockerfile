@@ -55,8 +55,16 @@ RUN --mount=type=secret,id=pip_ca --mount=type=bind,source=.wheels,target=/wheel
     && if pip show --quiet triton 2>/dev/null; then pip uninstall --yes --quiet triton; fi
 
 # ---- the project's wheel: what `pip install codebase-mcp` installs -------------------------------
+# The sources one by one, not the whole context: its cache key would then hash .wheels/ (GBs).
 FROM ${BASE_IMAGE} AS wheel
-RUN --mount=type=secret,id=pip_ca --mount=type=bind,target=/src,rw \
+RUN --mount=type=secret,id=pip_ca \
+    --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
+    --mount=type=bind,source=README.md,target=/src/README.md \
+    --mount=type=bind,source=codebase_mcp,target=/src/codebase_mcp \
+    --mount=type=bind,source=mcp_gateway,target=/src/mcp_gateway \
+    --mount=type=bind,source=indexer_image,target=/src/indexer_image \
+    --mount=type=bind,source=operator/codebase_operator,target=/src/operator/codebase_operator \
+    --mount=type=bind,source=migrations,target=/src/migrations \
     if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
     python3 -m venv /tmp/build \
     && cd /src && /tmp/build/bin/pip wheel --quiet --disable-pip-version-check --no-cache-dir --no-deps \

@@ -155,6 +155,14 @@ async def claim(conn: Connection, job_id: uuid.UUID, worker: str, task_id: str) 
     return ClaimedJob(**dict(row)) if row else None
 
 
+async def heartbeat(conn: Connection, job_id: uuid.UUID) -> bool:
+    """The worker is alive; False when the job is no longer running (cancelled, or settled)."""
+    row = await conn.fetchval(
+        "UPDATE indexing_jobs SET heartbeat_at = now() WHERE id = $1 AND status = 'running' RETURNING 1", job_id
+    )
+    return row is not None
+
+
 async def status_of(conn: Connection, job_id: uuid.UUID) -> IndexingJobStatus | None:
     value = await conn.fetchval("SELECT status FROM indexing_jobs WHERE id = $1", job_id)
     return IndexingJobStatus(value) if value else None
@@ -326,6 +334,15 @@ async def recover_orphans(conn: Connection, stale_seconds: float, live: set[uuid
         list(live),
     )
     return {"failed": int(failed), "released": int(released)}
+
+
+async def counts(conn: Database) -> tuple[dict[IndexingJobStatus, int], int]:
+    """Jobs by status, and the pending ones no executor has claimed yet (the queue), for metrics."""
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM indexing_jobs GROUP BY status")
+    queued = await conn.fetchval("SELECT count(*) FROM indexing_jobs WHERE status = 'pending' AND claimed_by IS NULL")
+    by_status = dict.fromkeys(IndexingJobStatus, 0)
+    by_status.update({IndexingJobStatus(row["status"]): row["n"] for row in rows})
+    return by_status, int(queued)
 
 
 async def purge_finished(conn: Connection, retention_days: int) -> int:

@@ -95,11 +95,7 @@ async def watch(dsn: str, job_id: uuid.UUID, interval: float, target: asyncio.Ta
     try:
         while True:
             await asyncio.sleep(interval)
-            still_running = await conn.fetchval(
-                "UPDATE indexing_jobs SET heartbeat_at = now() WHERE id = $1 AND status = 'running' RETURNING 1",
-                job_id,
-            )
-            if still_running is None:
+            if not await job_rows.heartbeat(conn, job_id):
                 # Not running any more: cancelled by a user (stop the pipeline), or completed by the
                 # pipeline itself (it is cleaning up: leave it alone).
                 if await job_rows.status_of(conn, job_id) in {IndexingJobStatus.CANCELLED, None}:

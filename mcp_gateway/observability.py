@@ -21,8 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from codebase_mcp import job_rows
 from codebase_mcp.db import migrations
-from codebase_mcp.jobs import IndexingJobStatus
 
 
 class Metrics:
@@ -83,15 +83,10 @@ def routes(
 
     async def metrics_route(request: Request) -> Response:
         try:
-            rows = await pool().fetch("SELECT status, count(*) AS n FROM indexing_jobs GROUP BY status")
-            counts = {row["status"]: row["n"] for row in rows}
-            for status in IndexingJobStatus:
-                metrics.jobs.labels(status=status.value).set(counts.get(status.value, 0))
-            metrics.queue_depth.set(
-                await pool().fetchval(
-                    "SELECT count(*) FROM indexing_jobs WHERE status = 'pending' AND claimed_by IS NULL"
-                )
-            )
+            by_status, queued = await job_rows.counts(pool())
+            for status, count in by_status.items():
+                metrics.jobs.labels(status=status.value).set(count)
+            metrics.queue_depth.set(queued)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KeyError):
             pass  # the process metrics below are still worth serving while the database is away
         metrics.workers.set(live_workers())

@@ -1,4 +1,4 @@
-"""The seed design's job models: statuses, the frozen progress snapshot, the create model."""
+"""The job models (codebase_mcp/jobs.py): statuses and the frozen progress snapshot."""
 
 from __future__ import annotations
 
