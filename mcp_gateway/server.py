@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from importlib.metadata import version
 from typing import Any
 
 from fastmcp import FastMCP
@@ -71,8 +72,14 @@ def build_server(
             await tools.pool.close()
             tools.pool = None
 
+    # serverInfo names this product and its version (clients show and log them), not the library's.
     mcp: FastMCP[Any] = FastMCP(
-        "codebase-mcp", instructions=INSTRUCTIONS, auth=verifier, lifespan=lifespan, mask_error_details=True
+        "codebase-mcp",
+        version=version("codebase-mcp"),
+        instructions=INSTRUCTIONS,
+        auth=verifier,
+        lifespan=lifespan,
+        mask_error_details=True,
     )
     mcp.add_middleware(ToolMetricsMiddleware(metrics))
     # Task-augmented calls (io.modelcontextprotocol/tasks) for clients that declare the extension;

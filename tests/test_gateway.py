@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,13 @@ async def test_requests_without_a_valid_token_get_401(gateway: Gateway) -> None:
         wrong = await http.post(gateway.url, json=body, headers={**headers, "Authorization": "Bearer not-a-token"})
     assert missing.status_code == 401
     assert wrong.status_code == 401
+
+
+async def test_the_server_names_itself_and_its_own_version(gateway: Gateway) -> None:
+    async with Client(gateway.url, auth=gateway.tokens["alice"]) as client:
+        info = client.server_info
+    assert info is not None
+    assert (info.name, info.version) == ("codebase-mcp", version("codebase-mcp"))
 
 
 async def test_index_poll_search_and_read(gateway: Gateway) -> None:
