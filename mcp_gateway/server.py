@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from importlib.metadata import version
 from typing import Any
 
@@ -64,9 +64,7 @@ def build_server(
         # Sessions start with what search needs, so a search sets nothing per query.
         tools.pool = await create_pool(dsn, min_size=1, max_size=10, settings=SESSION_SETTINGS)
         try:
-            async with AsyncExitStack() as stack:
-                if executor is not None:
-                    await stack.enter_async_context(executor.running())
+            async with executor.running() if executor is not None else nullcontext():
                 yield
         finally:
             await tools.pool.close()

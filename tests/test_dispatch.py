@@ -151,18 +151,38 @@ async def test_cancel_stops_the_worker_process(
     assert dispatcher.stats.stopped == 1
 
 
-async def test_a_worker_that_dies_fails_its_job(
-    dsn: str, conn: asyncpg.Connection[Any], workspace: Path, tmp_path: Path
-) -> None:
-    crashing = launcher_for(dsn, workspace, tmp_path, command=[sys.executable, "-c", "import sys; sys.exit(7)"])
-    dispatcher = Dispatcher(dsn, crashing, Settings(), sweep_seconds=0.2)
-    job_id = await support.insert_job(conn, project_id="crash", repo_path=str(workspace))
+async def crash_one_job(
+    dsn: str,
+    conn: asyncpg.Connection[Any],
+    workspace: Path,
+    tmp_path: Path,
+    *,
+    sweep: float,
+    woken: bool,
+    within: float,
+) -> uuid.UUID:
+    """Dispatch one job to a worker that exits with status 7 at once; wait `within` s for it to fail.
+    `woken`: the launcher is given the loop's wake callback, as LocalExecutor and the operator do."""
+    wake = asyncio.Event()
+    crashing = launcher_for(
+        dsn, workspace, tmp_path, command=[sys.executable, "-c", "import sys; sys.exit(7)"],
+        **({"on_change": wake.set} if woken else {}),
+    )  # fmt: skip
+    dispatcher = Dispatcher(dsn, crashing, Settings(), sweep_seconds=sweep, wake=wake)
+    job_id = await support.insert_job(conn, project_id=f"crash-{uuid.uuid4().hex[:6]}", repo_path=str(workspace))
     stop, task = await running_dispatcher(dispatcher)
     try:
-        assert await wait_status(conn, job_id, {"failed"}, 30) == "failed"
+        assert await wait_status(conn, job_id, {"failed"}, within) == "failed"
     finally:
         stop.set()
         await task
+    return job_id
+
+
+async def test_a_worker_that_dies_fails_its_job(
+    dsn: str, conn: asyncpg.Connection[Any], workspace: Path, tmp_path: Path
+) -> None:
+    job_id = await crash_one_job(dsn, conn, workspace, tmp_path, sweep=0.2, woken=False, within=30)
     row = await conn.fetchrow("SELECT error_type, error_message FROM indexing_jobs WHERE id = $1", job_id)
     assert row is not None
     assert row["error_type"] == "WorkerExited"
@@ -174,18 +194,7 @@ async def test_a_worker_that_exits_wakes_the_loop_at_once(
 ) -> None:
     """The launcher is made with the loop's wake callback (as LocalExecutor and the operator make
     theirs): a worker's exit is handled at once, not at the next sweep a minute later."""
-    wake = asyncio.Event()
-    crashing = launcher_for(
-        dsn, workspace, tmp_path, command=[sys.executable, "-c", "import sys; sys.exit(7)"], on_change=wake.set
-    )
-    dispatcher = Dispatcher(dsn, crashing, Settings(), sweep_seconds=60, wake=wake)
-    job_id = await support.insert_job(conn, project_id="crash-wake", repo_path=str(workspace))
-    stop, task = await running_dispatcher(dispatcher)
-    try:
-        assert await wait_status(conn, job_id, {"failed"}, 15) == "failed"
-    finally:
-        stop.set()
-        await task
+    await crash_one_job(dsn, conn, workspace, tmp_path, sweep=60, woken=True, within=15)
 
 
 async def test_orphans_stale_claims_and_retention(

@@ -105,24 +105,29 @@ def create_namespace(name: str) -> None:
     )
 
 
-def create_repositories_claim(namespace: str, root: Path) -> str:
-    """A PersistentVolume on the node's directory, bound to a claim in the namespace."""
-    volume = f"{namespace}-repositories"
+def _host_path_volume(name: str, path: Path, access: str, namespace: str, claim: str) -> None:
+    """A 1Gi PersistentVolume on a node directory, reserved for one claim (labelled for cleanup)."""
     cluster.apply(
         {
             "apiVersion": "v1",
             "kind": "PersistentVolume",
-            "metadata": {"name": volume, "labels": {"codebase-mcp-e2e": namespace}},
+            "metadata": {"name": name, "labels": {"codebase-mcp-e2e": namespace}},
             "spec": {
                 "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadOnlyMany"],
+                "accessModes": [access],
                 "persistentVolumeReclaimPolicy": "Retain",
                 "storageClassName": "",
-                "hostPath": {"path": str(root), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": "repositories"},
+                "hostPath": {"path": str(path), "type": "Directory"},
+                "claimRef": {"namespace": namespace, "name": claim},
             },
         }
     )
+
+
+def create_repositories_claim(namespace: str, root: Path) -> str:
+    """A PersistentVolume on the node's directory, bound to a claim in the namespace."""
+    volume = f"{namespace}-repositories"
+    _host_path_volume(volume, root, "ReadOnlyMany", namespace, "repositories")
     cluster.apply(
         {
             "apiVersion": "v1",
@@ -149,21 +154,7 @@ def create_database_volume(namespace: str, root: Path) -> None:
     data = root / f".postgresql-{namespace}"
     data.mkdir(mode=0o700)
     os.chown(data, 10001, 10001)
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": f"{namespace}-postgresql", "labels": {"codebase-mcp-e2e": namespace}},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(data), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": f"data-{FULLNAME}-postgresql-0"},
-            },
-        }
-    )
+    _host_path_volume(f"{namespace}-postgresql", data, "ReadWriteOnce", namespace, f"data-{FULLNAME}-postgresql-0")
 
 
 def delete_namespace(name: str) -> None:
